@@ -1,0 +1,3 @@
+"""ptytui: a terminal workbench for debugging ptychography reconstruction models."""
+
+__version__ = "0.1.0"

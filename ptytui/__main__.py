@@ -1,0 +1,3 @@
+from ptytui.cli import entry
+
+entry()

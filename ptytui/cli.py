@@ -1,0 +1,79 @@
+"""Typer entry point: the headless commands and the default command that opens the workbench.
+
+This module and the command modules it registers import neither TensorFlow nor Textual at
+import time; each command imports the engine (and the engine TF) inside its body, so that
+``ptytui --help`` stays fast. Errors the user can act on become one line on stderr and an exit
+code from ``ptytui.errors``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from ptytui.errors import EXIT_CANCELLED, PtytuiError
+
+app = typer.Typer(
+    name="ptytui",
+    help="A terminal workbench for debugging ptychography reconstruction models.",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+# Each module defines ``register(app)`` and adds its commands. Keep the list in CLI.md order.
+COMMAND_MODULES = [
+    "ptytui.commands.workbench",
+    "ptytui.commands.demo",
+    "ptytui.commands.card",
+    "ptytui.commands.stats",
+    "ptytui.commands.doctor",
+]
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as exc:  # a command module not written yet must not break the rest
+        if exc.name != _name:
+            raise
+        continue
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; map ptytui errors to one stderr line and their exit code."""
+    try:
+        app(args=argv, prog_name="ptytui", standalone_mode=False)
+    except PtytuiError as exc:
+        typer.echo(f"ptytui: {exc.one_line()}", err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("ptytui: interrupted", err=True)
+        return EXIT_CANCELLED
+    except typer.Exit as exc:  # raised by commands that choose their own exit code
+        return exc.exit_code
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click's usage errors land here
+        import click  # noqa: PLC0415
+
+        if isinstance(exc, click.exceptions.Abort):
+            typer.echo("ptytui: aborted", err=True)
+            return EXIT_CANCELLED
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return 2
+        raise
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

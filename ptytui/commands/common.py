@@ -1,0 +1,136 @@
+"""Pieces the headless commands share: opening a session from a workspace or flags, progress on
+stderr, JSON on stdout. Imports neither TensorFlow nor Textual at import time."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+import typer
+
+from ptytui.errors import UsageError
+
+DEVICES = ("cpu", "gpu", "all")
+
+
+def select_devices(devices: str | None) -> str:
+    """Apply ``--devices`` before TensorFlow touches a device; return a label for reports."""
+    if devices is None or devices == "auto":
+        return "auto"
+    if devices not in DEVICES:
+        raise UsageError(f"--devices: expected one of {', '.join(DEVICES)}, found {devices!r}")
+    from ptytui.engine.tfload import tf as _tf  # noqa: PLC0415
+
+    tf = _tf()
+    if devices == "cpu":
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except (RuntimeError, ValueError):
+            pass  # devices already initialized; nothing to hide
+    elif devices == "gpu" and not tf.config.list_physical_devices("GPU"):
+        raise UsageError("--devices gpu: expected a GPU visible to TensorFlow, found none "
+                         "(run 'ptytui doctor')")
+    return devices
+
+
+def open_session(workspace: Path | None, model: list[str] | None, data: list[str] | None, *,
+                 positions: str | None = None, trust: bool = False, seed: int = 0,
+                 n_groups: int | None = None, batch_size: int = 64, shard: str | None = None):
+    """A Session from WORKSPACE, or from --model/--data flags (not both)."""
+    from ptytui.engine.session import Session, Shard  # noqa: PLC0415
+    from ptytui.engine.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
+    if n_groups is not None and n_groups < 1:
+        raise UsageError(f"--n-groups: expected a positive integer, found {n_groups}")
+    if model or data:
+        if workspace is not None:
+            raise UsageError("give either WORKSPACE or --model/--data, not both")
+        if not model or not data:
+            raise UsageError("--model and --data go together: give both (or a WORKSPACE)")
+        ws = workspace_from_flags(model, data, positions=positions)
+    else:
+        ws = load_workspace(workspace if workspace is not None else Path.cwd())
+    return Session(ws, trust=trust, seed=seed, n_groups=n_groups, batch_size=batch_size,
+                   shard=Shard.parse(shard))
+
+
+def emit_json(document: Any) -> None:
+    """Exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, allow_nan=False, default=_json_default))
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any):
+    import numpy as np  # noqa: PLC0415
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+class StderrProgress:
+    """Progress of engine runs on stderr: a Rich bar on a terminal, sparse lines otherwise."""
+
+    def __init__(self, quiet: bool = False):
+        from rich.console import Console  # noqa: PLC0415
+
+        self.console = Console(stderr=True)
+        self.quiet = quiet
+        self._progress = None
+        self._tasks: dict[tuple[str, str], Any] = {}
+
+    def __enter__(self):
+        if not self.quiet and self.console.is_terminal:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=self.console, transient=True)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def log(self, text: str) -> None:
+        if not self.quiet:
+            self.console.print(text, markup=False, highlight=False)
+
+    def __call__(self, event) -> None:
+        from ptytui.engine import events as ev  # noqa: PLC0415
+
+        key = (event.model, event.split)
+        if isinstance(event, ev.RunStarted):
+            if self._progress is not None:
+                self._tasks[key] = self._progress.add_task(f"{event.model} / {event.split}",
+                                                           total=event.n_samples)
+            else:
+                self.log(f"{event.model} / {event.split}: {event.n_samples} groups, positions "
+                         f"{event.positions}, batch {event.batch_size}")
+        elif isinstance(event, ev.BatchDone) and self._progress is not None and key in self._tasks:
+            self._progress.update(self._tasks[key], completed=event.done)
+        elif isinstance(event, ev.BatchSizeReduced):
+            self.log(f"{event.model} / {event.split}: out of memory, batch size {event.old} -> {event.new}")
+        elif isinstance(event, ev.RunFailed):
+            self.log(f"{event.model} / {event.split}: failed: {event.message}")
+        elif isinstance(event, ev.RunFinished) and self._progress is None:
+            self.log(f"{event.model} / {event.split}: done in {event.result.seconds:.2f} s")
+
+
+def option_list(values: Iterable[str] | None) -> list[str] | None:
+    values = [v for v in (values or []) if v]
+    return values or None
+
+
+def exit_with(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
