@@ -46,7 +46,8 @@ for _name in COMMAND_MODULES:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; map ptytui errors to one stderr line and their exit code."""
     try:
-        app(args=argv, prog_name="ptytui", standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of raising.
+        result = app(args=argv, prog_name="ptytui", standalone_mode=False)
     except PtytuiError as exc:
         typer.echo(f"ptytui: {exc.one_line()}", err=True)
         return exc.exit_code
@@ -67,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return 2
         raise
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def entry() -> None:

@@ -110,12 +110,11 @@ class StderrProgress:
 
         key = (event.model, event.split)
         if isinstance(event, ev.RunStarted):
+            # Off a terminal nothing is printed until a run ends, so that bad input found while
+            # the first batch is prepared stays the one line on stderr.
             if self._progress is not None:
                 self._tasks[key] = self._progress.add_task(f"{event.model} / {event.split}",
                                                            total=event.n_samples)
-            else:
-                self.log(f"{event.model} / {event.split}: {event.n_samples} groups, positions "
-                         f"{event.positions}, batch {event.batch_size}")
         elif isinstance(event, ev.BatchDone) and self._progress is not None and key in self._tasks:
             self._progress.update(self._tasks[key], completed=event.done)
         elif isinstance(event, ev.BatchSizeReduced):
@@ -123,7 +122,9 @@ class StderrProgress:
         elif isinstance(event, ev.RunFailed):
             self.log(f"{event.model} / {event.split}: failed: {event.message}")
         elif isinstance(event, ev.RunFinished) and self._progress is None:
-            self.log(f"{event.model} / {event.split}: done in {event.result.seconds:.2f} s")
+            result = event.result
+            self.log(f"{event.model} / {event.split}: {result.n_samples} groups, positions "
+                     f"{result.positions}, done in {result.seconds:.2f} s")
 
 
 def option_list(values: Iterable[str] | None) -> list[str] | None:

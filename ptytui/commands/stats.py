@@ -1,0 +1,125 @@
+"""`ptytui stats`: stream models over splits and report input/output statistics (headless twin of
+the Overview screen). Exit 1 when --zero-gate trips, 2 for bad input, 3 when cancelled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ptytui.errors import EXIT_FINDING, Cancelled
+
+POSITIONS_HELP = ("How the model's position input is fed: 'relative' (-(position - group mean), what "
+                  "PtychoPINN models expect), 'absolute' (scan positions in object pixels: the incident), "
+                  "'zero'. Overrides the workspace.")
+FLAGS_HELP = ("With --model/--data the model is fed as a PtychoPINN pipeline feeds it: diffraction "
+              "amplitude times the model's intensity scale, relative positions, gridsize from the model.")
+
+
+def gate_tripped(runs, zero_fraction_max: float | None) -> list[str]:
+    """Output records whose zero fraction exceeds the gate (phase records are not gated:
+    a zero amplitude already counts, and a phase of exactly 0 can be legitimate)."""
+    if zero_fraction_max is None:
+        return []
+    tripped = []
+    for run in runs:
+        for name, record in run.outputs.items():
+            if name.endswith(".phase") or not record.count:
+                continue
+            if record.zero_fraction > zero_fraction_max:
+                tripped.append(f"{run.model}/{run.split}/{name}: zero fraction "
+                               f"{record.zero_fraction:.4f} > {zero_fraction_max}")
+    return tripped
+
+
+def stats_document(runs, zero_fraction_max: float | None, tripped: list[str]) -> dict:
+    return {"runs": [run.to_dict() for run in runs],
+            "gate": {"zero_fraction_max": zero_fraction_max, "tripped": bool(tripped),
+                     "reasons": tripped}}
+
+
+def render_table(runs, console) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    for run in runs:
+        table = Table(title=f"{run.model} / {run.split}  ({run.n_samples} groups, positions "
+                            f"{run.positions}, {run.seconds:.2f} s)", title_justify="left")
+        for column in ("tensor", "mean", "std", "min", "max", "nonzero", "NaN", "Inf"):
+            table.add_column(column, justify="right" if column != "tensor" else "left")
+        for kind, records in (("in", run.inputs), ("out", run.outputs)):
+            for name, rec in records.items():
+                style = "red" if kind == "out" and rec.count and rec.nonzero_fraction == 0 else None
+                table.add_row(f"{kind}: {name}", f"{rec.mean:.6g}", f"{rec.std:.4g}", f"{rec.min:.4g}",
+                              f"{rec.max:.4g}", f"{rec.nonzero_fraction:.4%}", str(rec.nan_count),
+                              str(rec.inf_count), style=style)
+        console.print(table)
+        for note in run.notes:
+            console.print(f"note: {note}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Stream models over splits; report input/output statistics. " + FLAGS_HELP)
+    def stats(
+        workspace: Optional[Path] = typer.Argument(None, help="Folder with ptytui.toml, or the toml file."),
+        model_name: Optional[list[str]] = typer.Option(None, "--model-name", help="Only this workspace model (repeatable)."),
+        model: Optional[list[str]] = typer.Option(None, "--model", help="A model file or bundle (instead of WORKSPACE)."),
+        data: Optional[list[str]] = typer.Option(None, "--data", help="NPZ split, or NAME=NPZ (repeatable)."),
+        split: Optional[list[str]] = typer.Option(None, "--split", help="Only this split (repeatable)."),
+        positions: Optional[str] = typer.Option(None, "--positions", help=POSITIONS_HELP),
+        n_groups: Optional[int] = typer.Option(None, "--n-groups", help="A seeded contiguous subset of K groups."),
+        batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch (halved on out-of-memory)."),
+        zero_gate: Optional[float] = typer.Option(None, "--zero-gate", metavar="FRACTION",
+                                                  help="Exit 1 when an output's zero fraction exceeds FRACTION."),
+        json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+        shard: Optional[str] = typer.Option(None, "--shard", metavar="k/n", help="Only shard k of n (combine with 'ptytui merge')."),
+        devices: Optional[str] = typer.Option(None, "--devices", help="cpu | gpu | all"),
+        trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
+        seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
+    ) -> None:
+        from ptytui.commands.common import StderrProgress, emit_json, open_session, select_devices  # noqa: PLC0415
+        from ptytui.engine import events as ev  # noqa: PLC0415
+        from ptytui.errors import UsageError  # noqa: PLC0415
+
+        if zero_gate is not None and not 0.0 <= zero_gate <= 1.0:
+            raise UsageError(f"--zero-gate: expected a fraction in [0, 1], found {zero_gate}")
+        if positions is not None and positions not in ("absolute", "relative", "zero"):
+            raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
+        session = open_session(workspace, model, data, positions=positions, trust=trust, seed=seed,
+                               n_groups=n_groups, batch_size=batch_size, shard=shard)
+        plans = session.plan(models=model_name, splits=split, positions=positions)
+        device = select_devices(devices)
+        runs = []
+        failures = []
+        with StderrProgress() as progress:
+            for event in session.stats_events(plans):
+                progress(event)
+                if isinstance(event, ev.RunFinished):
+                    runs.append(event.result)
+                elif isinstance(event, ev.RunFailed):
+                    failures.append(event)
+                elif isinstance(event, ev.RunCancelled):
+                    raise Cancelled("stats")
+        if failures:
+            # A model that cannot run on this input is bad input: one line per failure, exit 2.
+            from ptytui.errors import InputError  # noqa: PLC0415
+
+            first = failures[0]
+            raise InputError(session.model_entry(first.model).path,
+                             f"model '{first.model}' to run on split '{first.split}'", first.message)
+        tripped = gate_tripped(runs, zero_gate)
+        if json_out:
+            document = stats_document(runs, zero_gate, tripped)
+            document["devices"] = device
+            emit_json(document)
+        else:
+            from rich.console import Console  # noqa: PLC0415
+
+            console = Console()
+            render_table(runs, console)
+            if zero_gate is not None:
+                console.print(("gate TRIPPED: " + "; ".join(tripped)) if tripped else
+                              f"gate passed: every output's zero fraction <= {zero_gate}")
+        if tripped:
+            raise typer.Exit(EXIT_FINDING)
+

@@ -1,0 +1,160 @@
+"""A workspace opened for work: splits, groupings and models loaded once, runs planned and streamed.
+
+The CLI's streaming commands and the TUI both go through ``Session``: it keeps each model's
+settings separate (no global config), caches what is expensive, and yields engine events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ptytui.engine.events import EngineEvent
+from ptytui.engine.inference import CancelToken, run_inference
+from ptytui.errors import InputError, UsageError
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count`` (``--shard k/n``): every n-th contiguous block of groups."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> "Shard | None":
+        if not text:
+            return None
+        try:
+            k, n = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise UsageError(f"--shard: expected k/n with integers (for example 0/4), found {text!r}") from None
+        if n < 1 or not 0 <= k < n:
+            raise UsageError(f"--shard: expected 0 <= k < n, found {text!r}")
+        return cls(k, n)
+
+    def select(self, group_ids: np.ndarray) -> np.ndarray:
+        """Contiguous slices, so each shard's groups stay neighbours (geometry preserved)."""
+        bounds = np.linspace(0, len(group_ids), self.count + 1).round().astype(int)
+        return group_ids[bounds[self.index]:bounds[self.index + 1]]
+
+
+@dataclass
+class RunPlan:
+    """One model x split to stream, with how the model is fed."""
+
+    model: str
+    split: str
+    positions: str | None
+    intensity_scale: str | float | None
+
+
+class Session:
+    """Opened workspace: lazily loads splits, groupings and models, and streams runs."""
+
+    def __init__(self, workspace, *, trust: bool = False, seed: int = 0, n_groups: int | None = None,
+                 batch_size: int = 64, shard: Shard | None = None):
+        self.workspace = workspace
+        self.trust = trust
+        self.seed = seed
+        self.n_groups = n_groups
+        self.batch_size = batch_size
+        self.shard = shard
+        self._splits: dict[str, object] = {}
+        self._groupings: dict[tuple[str, int], object] = {}
+        self._models: dict[str, object] = {}
+
+    # ---- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, **kwargs) -> "Session":
+        from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+
+        return cls(load_workspace(path), **kwargs)
+
+    def split(self, name: str):
+        if name not in self._splits:
+            from ptytui.engine.data import open_split  # noqa: PLC0415
+
+            if name not in self.workspace.splits:
+                raise InputError(self._where(), f"a split named one of {sorted(self.workspace.splits)}",
+                                 repr(name))
+            self._splits[name] = open_split(self.workspace.splits[name], name=name, trust=self.trust)
+        return self._splits[name]
+
+    def model(self, name: str):
+        if name not in self._models:
+            from ptytui.engine.models import load_model  # noqa: PLC0415
+
+            entry = self.model_entry(name)
+            self._models[name] = load_model(entry.path, trust=self.trust or bool(entry.trust))
+        return self._models[name]
+
+    def model_entry(self, name: str):
+        if name not in self.workspace.models:
+            raise InputError(self._where(), f"a model named one of {sorted(self.workspace.models)}",
+                             repr(name))
+        return self.workspace.models[name]
+
+    def gridsize(self, name: str) -> int:
+        entry = self.model_entry(name)
+        if entry.gridsize:
+            return int(entry.gridsize)
+        from ptytui.engine.models import read_card  # noqa: PLC0415
+
+        card = self._models[name].card if name in self._models else read_card(entry.path, trust=self.trust)
+        return int(card.gridsize or 1)
+
+    def grouping(self, split_name: str, gridsize: int):
+        key = (split_name, gridsize)
+        if key not in self._groupings:
+            from ptytui.engine.data import group_split  # noqa: PLC0415
+
+            self._groupings[key] = group_split(self.split(split_name), gridsize, seed=self.seed,
+                                               n_groups=self.n_groups)
+        return self._groupings[key]
+
+    def _where(self) -> str:
+        return str(getattr(self.workspace, "toml_path", None) or getattr(self.workspace, "root", "workspace"))
+
+    # ---- planning ----------------------------------------------------------------------------
+    def plan(self, *, models: list[str] | None = None, splits: list[str] | None = None,
+             positions: str | None = None) -> list[RunPlan]:
+        """Every model x split (or the named ones); ``positions`` overrides the workspace's feeding."""
+        model_names = models or list(self.workspace.models)
+        split_names = splits or list(self.workspace.splits)
+        for name in model_names:
+            self.model_entry(name)
+        for name in split_names:
+            if name not in self.workspace.splits:
+                raise InputError(self._where(), f"a split named one of {sorted(self.workspace.splits)}",
+                                 repr(name))
+        plans = []
+        for model_name in model_names:
+            entry = self.model_entry(model_name)
+            for split_name in split_names:
+                plans.append(RunPlan(model_name, split_name, positions or entry.positions or "relative",
+                                     entry.intensity_scale if entry.intensity_scale is not None else "apply"))
+        return plans
+
+    def group_ids(self, plan: RunPlan) -> np.ndarray:
+        grouping = self.grouping(plan.split, self.gridsize(plan.model))
+        ids = np.arange(len(grouping.indices))
+        return self.shard.select(ids) if self.shard else ids
+
+    # ---- streaming ---------------------------------------------------------------------------
+    def run(self, plan: RunPlan, *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
+        """Stream one planned run (model loaded and split grouped on first use)."""
+        loaded = self.model(plan.model)
+        split = self.split(plan.split)
+        grouping = self.grouping(plan.split, self.gridsize(plan.model))
+        ids = self.group_ids(plan)
+        yield from run_inference(loaded, split, grouping, model_name=plan.model, split_name=plan.split,
+                                 positions=plan.positions, intensity_scale=plan.intensity_scale,
+                                 batch_size=self.batch_size, indices=ids, cancel=cancel)
+
+    def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
+        for plan in plans:
+            yield from self.run(plan, cancel=cancel)
