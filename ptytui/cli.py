@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "ptytui.commands.demo",
     "ptytui.commands.card",
     "ptytui.commands.stats",
+    "ptytui.commands.merge",
     "ptytui.commands.doctor",
 ]
 
@@ -59,16 +60,34 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     except Exception as exc:  # click's usage errors land here
-        import click  # noqa: PLC0415
-
-        if isinstance(exc, click.exceptions.Abort):
+        click_exception = _click_exception_type()
+        abort = getattr(typer, "Abort", None)
+        if abort is not None and isinstance(exc, abort):
             typer.echo("ptytui: aborted", err=True)
             return EXIT_CANCELLED
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
+        if click_exception is not None and isinstance(exc, click_exception):
+            # One line, like every other bad-input message (click would print usage and a box).
+            message = " ".join(exc.format_message().split())
+            command = getattr(getattr(exc, "ctx", None), "command_path", "ptytui")
+            typer.echo(f"ptytui: {message} (see '{command} --help')", err=True)
+            return getattr(exc, "exit_code", 2) or 2
         raise
     return result if isinstance(result, int) else 0
+
+
+def _click_exception_type():
+    """click's base exception: typer may carry its own copy of click instead of the package."""
+    try:
+        import click  # noqa: PLC0415
+
+        return click.ClickException
+    except ModuleNotFoundError:
+        try:
+            from typer._click.exceptions import ClickException  # noqa: PLC0415
+
+            return ClickException
+        except ImportError:  # pragma: no cover - depends on typer's layout
+            return None
 
 
 def entry() -> None:

@@ -231,33 +231,36 @@ def reduce_tensor_tf(x):
     if flat.dtype == tf.bool:
         flat = tf.cast(flat, tf.float64)
     flat = tf.cast(flat, tf.float64)
+    # Masks instead of boolean_mask: a gather of the finite values costs more than the rest
+    # of the reduction together on CPU.
     finite_mask = tf.math.is_finite(flat)
-    finite = tf.boolean_mask(flat, finite_mask)
+    zeros = tf.zeros_like(flat)
+    finite = tf.where(finite_mask, flat, zeros)
     count = tf.size(flat, out_type=tf.int64)
-    finite_count = tf.size(finite, out_type=tf.int64)
+    finite_count = tf.reduce_sum(tf.cast(finite_mask, tf.int64))
     total = tf.reduce_sum(finite)
     mean = tf.math.divide_no_nan(total, tf.cast(finite_count, tf.float64))
-    m2 = tf.reduce_sum(tf.square(finite - mean))
+    m2 = tf.reduce_sum(tf.where(finite_mask, tf.square(flat - mean), zeros))
     nan_count = tf.reduce_sum(tf.cast(tf.math.is_nan(flat), tf.int64))
     magnitude = tf.abs(finite)
     k = tf.floor((tf.math.log(tf.maximum(magnitude, 1e-300)) / math.log(10.0) - DECADE_MIN)
                  * BINS_PER_DECADE)
-    k = tf.cast(tf.clip_by_value(k, 0, _SIDE_BINS - 1), tf.int64)
+    k = tf.cast(tf.clip_by_value(k, 0, _SIDE_BINS - 1), tf.int32)
     index = tf.where(finite >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
-    index = tf.where(magnitude < 10.0**DECADE_MIN, tf.constant(CENTRE_BIN, tf.int64), index)
-    hist = tf.math.bincount(tf.cast(index, tf.int32), minlength=N_BINS, maxlength=N_BINS,
-                            dtype=tf.int64)
+    index = tf.where(magnitude < 10.0**DECADE_MIN, tf.constant(CENTRE_BIN, tf.int32), index)
+    index = tf.where(finite_mask, index, tf.constant(N_BINS, tf.int32))  # non-finite: dropped slot
+    hist = tf.math.bincount(index, minlength=N_BINS + 1, maxlength=N_BINS + 1, dtype=tf.int64)
     return {
         "count": count,
         "finite_count": finite_count,
         "sum": total,
         "m2": m2,
-        "min": tf.reduce_min(tf.concat([finite, tf.constant([math.inf], tf.float64)], 0)),
-        "max": tf.reduce_max(tf.concat([finite, tf.constant([-math.inf], tf.float64)], 0)),
+        "min": tf.reduce_min(tf.where(finite_mask, flat, tf.fill(tf.shape(flat), tf.constant(math.inf, tf.float64)))),
+        "max": tf.reduce_max(tf.where(finite_mask, flat, tf.fill(tf.shape(flat), tf.constant(-math.inf, tf.float64)))),
         "zero_count": tf.reduce_sum(tf.cast(tf.equal(flat, 0.0), tf.int64)),
         "nan_count": nan_count,
         "inf_count": count - finite_count - nan_count,
-        "hist": hist,
+        "hist": hist[:N_BINS],
     }
 
 
