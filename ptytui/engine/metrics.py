@@ -6,6 +6,8 @@ Public API
 ----------
 ``stitch_patches(patches, positions_xy, *, crop=20, placement="bilinear") -> Stitched``
     Average object patches into one canvas by scan position (central crop, overlap count).
+``StreamingStitcher(all_positions_xy, patch_size, *, crop=20, placement="bilinear")``
+    The same stitching fed batch by batch (``add(patches, positions_xy)``, ``result()``).
 ``align_to_ground_truth(recon, ground_truth_object, positions_xy=None, patch_size=None, *,
 origin=None, upsample_factor=50, border=None) -> Aligned``
     Crop the ground truth to the reconstructed region, register sub-pixel, remove the global
@@ -24,6 +26,8 @@ patch_size=None, origin=None, ...) -> ModelMetrics``
     The whole pipeline for one model: align, amplitude/phase metrics, sanity flags.
 ``evaluate_patches(label, patches, positions_xy, gt_object, *, crop=20, ...) -> ModelMetrics``
     ``stitch_patches`` then ``evaluate_reconstruction``.
+``evaluate_stitched(label, stitched, gt_object, ...) -> ModelMetrics``
+    ``evaluate_reconstruction`` of a stitched canvas on its largest fully covered rectangle.
 ``empty_metrics(label, reason) -> ModelMetrics`` and ``empty_rows(label, reason)``
     The record of a model that failed or was skipped: empty cells, the reason kept.
 
@@ -174,72 +178,145 @@ def stitch_patches(patches: Any, positions_xy: Any, *, crop: int = DEFAULT_STITC
     -------
     Stitched
         Canvas, overlap weights, and the object (row, column) of canvas pixel (0, 0).
+
+    See Also
+    --------
+    StreamingStitcher : the same placement, fed batch by batch (bounded memory).
     """
     where = "stitch_patches"
     stack = _as_patch_stack(patches, where)
-    count, n = stack.shape[0], stack.shape[1]
-    positions = _as_positions(positions_xy, count, where)
-    if placement not in ("bilinear", "nearest"):
-        raise InputError(where, "placement 'bilinear' or 'nearest'", repr(placement))
-    if int(crop) < 1:
-        raise InputError(where, "crop >= 1 pixel", repr(crop))
-    side = min(int(crop), n)
-    start = (n - side) // 2
-    crops = stack[:, start:start + side, start:start + side]
-    is_complex = np.iscomplexobj(crops)
-    crops = crops.astype(np.complex128 if is_complex else np.float64)
+    positions = _as_positions(positions_xy, stack.shape[0], where)
+    stitcher = StreamingStitcher(positions, stack.shape[1], crop=crop, placement=placement)
+    stitcher.add(stack, positions)
+    return stitcher.result()
 
-    centre = positions.mean(axis=0)  # [x, y]
-    offsets = positions - centre
-    reach_x = int(math.ceil(np.max(np.abs(offsets[:, 0]))))
-    reach_y = int(math.ceil(np.max(np.abs(offsets[:, 1]))))
-    height, width = side + 2 * reach_y, side + 2 * reach_x
-    # Top-left corner of each crop on the canvas (continuous); clipped so rounding noise in
-    # reach + offset never steps off the canvas.
-    top = np.clip(reach_y + offsets[:, 1], 0.0, 2.0 * reach_y)
-    left = np.clip(reach_x + offsets[:, 0], 0.0, 2.0 * reach_x)
 
-    if placement == "nearest":
-        rows0 = np.floor(top + 0.5).astype(np.int64)
-        cols0 = np.floor(left + 0.5).astype(np.int64)
-        terms = [(rows0, cols0, np.ones(count))]
-    else:
-        rows0 = np.floor(top).astype(np.int64)
-        cols0 = np.floor(left).astype(np.int64)
-        frac_r, frac_c = top - rows0, left - cols0
-        terms = [
-            (rows0 + dr, cols0 + dc, wr * wc)
-            for dr, wr in ((0, 1.0 - frac_r), (1, frac_r))
-            for dc, wc in ((0, 1.0 - frac_c), (1, frac_c))
-        ]
+class StreamingStitcher:
+    """``stitch_patches`` fed batch by batch: only the canvas sums stay in memory.
 
-    grid_r, grid_c = np.meshgrid(np.arange(side), np.arange(side), indexing="ij")
-    total = np.zeros(height * width, dtype=crops.dtype)
-    weights = np.zeros(height * width, dtype=np.float64)
-    for rows, cols, term_weight in terms:
-        used = term_weight > 0  # a zero-weight term may sit one pixel past the canvas edge
-        if not np.any(used):
-            continue
-        flat = ((rows[used, None, None] + grid_r) * width + (cols[used, None, None] + grid_c)).ravel()
-        w = np.broadcast_to(term_weight[used, None, None], (int(used.sum()), side, side)).ravel()
-        values = (crops[used] * term_weight[used, None, None]).ravel()
-        weights += np.bincount(flat, weights=w, minlength=height * width)
-        if is_complex:
-            total += np.bincount(flat, weights=values.real, minlength=height * width)
-            total += 1j * np.bincount(flat, weights=values.imag, minlength=height * width)
+    The canvas geometry (centre of mass of the positions, reach, size) depends on every position,
+    so all positions are given up front (they are small: (M, 2)); patches then arrive in batches
+    with their own positions, in any order, and ``result()`` gives exactly what
+    ``stitch_patches`` gives for all patches at once (up to float summation order).
+
+    Parameters
+    ----------
+    all_positions_xy : array (M, 2)
+        Every absolute position [x, y] (object pixels) that ``add`` will be given.
+    patch_size : int
+        N, the side of the square patches.
+    crop, placement
+        As in ``stitch_patches``.
+
+    Examples
+    --------
+    >>> stitcher = StreamingStitcher(positions, N)        # doctest: +SKIP
+    >>> for patches, xy in batches: stitcher.add(patches, xy)
+    >>> stitched = stitcher.result()
+    """
+
+    def __init__(self, all_positions_xy: Any, patch_size: int, *, crop: int = DEFAULT_STITCH_CROP,
+                 placement: str = "bilinear"):
+        where = "StreamingStitcher"
+        positions = _as_positions(all_positions_xy, None, where)
+        if placement not in ("bilinear", "nearest"):
+            raise InputError(where, "placement 'bilinear' or 'nearest'", repr(placement))
+        if int(crop) < 1:
+            raise InputError(where, "crop >= 1 pixel", repr(crop))
+        if int(patch_size) < 1:
+            raise InputError(where, "patch_size >= 1 pixel", repr(patch_size))
+        self.patch_size = int(patch_size)
+        self.placement = placement
+        self.side = min(int(crop), self.patch_size)
+        self.start = (self.patch_size - self.side) // 2
+        self.centre = positions.mean(axis=0)  # [x, y]
+        offsets = positions - self.centre
+        self.reach_x = int(math.ceil(np.max(np.abs(offsets[:, 0]))))
+        self.reach_y = int(math.ceil(np.max(np.abs(offsets[:, 1]))))
+        self.height = self.side + 2 * self.reach_y
+        self.width = self.side + 2 * self.reach_x
+        self._real = np.zeros(self.height * self.width, dtype=np.float64)
+        self._imag = np.zeros(self.height * self.width, dtype=np.float64)
+        self._weights = np.zeros(self.height * self.width, dtype=np.float64)
+        self._complex = False
+        self.count = 0
+        grid_r, grid_c = np.meshgrid(np.arange(self.side), np.arange(self.side), indexing="ij")
+        self._grid = grid_r * self.width + grid_c  # flat canvas index of each crop pixel at (0, 0)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the canvas in pixels."""
+        return (self.height, self.width)
+
+    def add(self, patches: Any, positions_xy: Any) -> "StreamingStitcher":
+        """Place one batch of patches (B, N, N) or (B, N, N, 1) at their absolute positions (B, 2).
+
+        Positions must lie within the range given to the constructor (up to rounding noise).
+        """
+        where = "StreamingStitcher.add"
+        stack = _as_patch_stack(patches, where)
+        if stack.shape[1] != self.patch_size:
+            raise InputError(where, f"patches of {self.patch_size} x {self.patch_size} px",
+                             f"{stack.shape[1]} x {stack.shape[2]}")
+        positions = _as_positions(positions_xy, stack.shape[0], where)
+        crops = stack[:, self.start:self.start + self.side, self.start:self.start + self.side]
+        is_complex = np.iscomplexobj(crops)
+        crops = crops.astype(np.complex128 if is_complex else np.float64)
+        self._complex = self._complex or is_complex
+        offsets = positions - self.centre
+        # Top-left corner of each crop on the canvas (continuous); clipped so rounding noise in
+        # reach + offset never steps off the canvas.
+        top = np.clip(self.reach_y + offsets[:, 1], 0.0, 2.0 * self.reach_y)
+        left = np.clip(self.reach_x + offsets[:, 0], 0.0, 2.0 * self.reach_x)
+        if self.placement == "nearest":
+            rows0 = np.floor(top + 0.5).astype(np.int64)
+            cols0 = np.floor(left + 0.5).astype(np.int64)
+            terms = [(rows0, cols0, np.ones(stack.shape[0]))]
         else:
-            total += np.bincount(flat, weights=values, minlength=height * width)
-    total = total.reshape(height, width)
-    weights = weights.reshape(height, width)
-    canvas = np.zeros_like(total)
-    covered = weights > 0
-    canvas[covered] = total[covered] / weights[covered]
+            rows0 = np.floor(top).astype(np.int64)
+            cols0 = np.floor(left).astype(np.int64)
+            frac_r, frac_c = top - rows0, left - cols0
+            terms = [
+                (rows0 + dr, cols0 + dc, wr * wc)
+                for dr, wr in ((0, 1.0 - frac_r), (1, frac_r))
+                for dc, wc in ((0, 1.0 - frac_c), (1, frac_c))
+            ]
+        for rows, cols, term_weight in terms:
+            used = term_weight > 0  # a zero-weight term may sit one pixel past the canvas edge
+            if not np.any(used):
+                continue
+            flat = ((rows[used] * self.width + cols[used])[:, None, None] + self._grid).ravel()
+            w = np.broadcast_to(term_weight[used, None, None], (int(used.sum()), self.side, self.side)).ravel()
+            values = (crops[used] * term_weight[used, None, None]).ravel()
+            # Sum over the span this batch touches only: a batch of neighbouring patches covers a
+            # band of the canvas, so a large canvas costs no full-size temporary per batch.
+            low, high = int(flat.min()), int(flat.max()) + 1
+            local = flat - low
+            span = slice(low, high)
+            self._weights[span] += np.bincount(local, weights=w, minlength=high - low)
+            if is_complex:
+                self._real[span] += np.bincount(local, weights=values.real, minlength=high - low)
+                self._imag[span] += np.bincount(local, weights=values.imag, minlength=high - low)
+            else:
+                self._real[span] += np.bincount(local, weights=values, minlength=high - low)
+        self.count += int(stack.shape[0])
+        return self
 
-    # Crop pixel j of a patch at y shows object row y + (start - N//2) + j, and sits on canvas
-    # row top + j, so canvas row 0 is object row centre_y + (start - N//2) - reach_y.
-    shift_in_patch = start - n // 2
-    origin = (float(centre[1] + shift_in_patch - reach_y), float(centre[0] + shift_in_patch - reach_x))
-    return Stitched(canvas=canvas, weights=weights, origin=origin, crop=side, placement=placement)
+    def result(self) -> Stitched:
+        """The overlap-averaged canvas so far (complex if any complex patch was added)."""
+        total = (self._real + 1j * self._imag) if self._complex else self._real.copy()
+        total = total.reshape(self.height, self.width)
+        weights = self._weights.reshape(self.height, self.width).copy()
+        canvas = np.zeros_like(total)
+        covered = weights > 0
+        canvas[covered] = total[covered] / weights[covered]
+        # Crop pixel j of a patch at y shows object row y + (start - N//2) + j, and sits on canvas
+        # row top + j, so canvas row 0 is object row centre_y + (start - N//2) - reach_y.
+        shift_in_patch = self.start - self.patch_size // 2
+        origin = (float(self.centre[1] + shift_in_patch - self.reach_y),
+                  float(self.centre[0] + shift_in_patch - self.reach_x))
+        return Stitched(canvas=canvas, weights=weights, origin=origin, crop=self.side,
+                        placement=self.placement)
 
 
 def largest_covered_rectangle(covered: Any) -> tuple[int, int, int, int]:
@@ -442,7 +519,8 @@ def align_to_ground_truth(recon: Any, ground_truth_object: Any, positions_xy: An
                           upsample_factor: int = DEFAULT_UPSAMPLE_FACTOR,
                           border: int | None = None,
                           register_on: str = "auto",
-                          remove_phase_plane: bool = True) -> Aligned:
+                          remove_phase_plane: bool = True,
+                          max_shift: float | None = None) -> Aligned:
     """Register a reconstruction to the ground-truth object and crop both to the compared region.
 
     Steps: (1) pick the ground-truth window the reconstruction covers; (2) sub-pixel
@@ -483,6 +561,11 @@ def align_to_ground_truth(recon: Any, ground_truth_object: Any, positions_xy: An
         (offsets 0, said in ``registered_on``).
     remove_phase_plane : bool
         Remove a fitted phase plane; if False only the global phase offset is removed.
+    max_shift : float, optional
+        Largest registration shift (pixels, per axis) to accept. Use it when the placement is
+        known (a stitched canvas with its ``origin``): a larger shift means the correlation
+        locked onto a spurious peak of a poor reconstruction, so registration is skipped
+        (offsets 0, ``registered_on`` says why) instead of misaligning the comparison.
 
     Returns
     -------
@@ -516,6 +599,10 @@ def align_to_ground_truth(recon: Any, ground_truth_object: Any, positions_xy: An
     window_r, window_c = row0 + r_start, col0 + c_start
 
     shift, error, how = _register(pred, gt, register_on, upsample_factor)
+    if max_shift is not None and max(abs(shift[0]), abs(shift[1])) > max_shift:
+        how = (f"skipped: shift ({shift[0]:.2f}, {shift[1]:.2f}) px rejected, beyond max_shift "
+               f"{max_shift:g} px for a known placement")
+        shift, error = (0.0, 0.0), float("nan")
     if shift != (0.0, 0.0):
         pred = ndimage.shift(pred, shift, order=3, mode="nearest")
 
@@ -1081,6 +1168,7 @@ def evaluate_reconstruction(label: str, recon_complex_2d: Any, gt_object_complex
                             border: int | None = None,
                             register_on: str = "auto",
                             remove_phase_plane: bool = True,
+                            max_shift: float | None = None,
                             computation_time_s: float | None = None) -> ModelMetrics:
     """Align one reconstruction to ground truth and measure amplitude and phase.
 
@@ -1096,7 +1184,7 @@ def evaluate_reconstruction(label: str, recon_complex_2d: Any, gt_object_complex
         Model id for the rows ("PtychoPINN", "Baseline", "PtyChi", ...).
     recon_complex_2d : array (H, W) complex
     gt_object_complex : array (Hg, Wg) complex
-    positions_xy, patch_size, origin, upsample_factor, border, register_on, remove_phase_plane
+    positions_xy, patch_size, origin, upsample_factor, border, register_on, remove_phase_plane, max_shift
         Passed to ``align_to_ground_truth``.
     rescale_amplitude : bool
     computation_time_s : float, optional
@@ -1128,7 +1216,8 @@ def evaluate_reconstruction(label: str, recon_complex_2d: Any, gt_object_complex
 
     aligned = align_to_ground_truth(pred, truth, positions_xy, patch_size, origin=origin,
                                     upsample_factor=upsample_factor, border=border,
-                                    register_on=register_on, remove_phase_plane=remove_phase_plane)
+                                    register_on=register_on, remove_phase_plane=remove_phase_plane,
+                                    max_shift=max_shift)
     if aligned.registered_on.startswith("skipped"):
         flags.append(_flag("registration-skipped", "both", None,
                            f"{label}: registration {aligned.registered_on}; offsets set to 0"))
@@ -1192,7 +1281,15 @@ def evaluate_patches(label: str, patches: Any, positions_xy: Any, gt_object: Any
         Passed to ``evaluate_reconstruction`` (not positions_xy / origin, which come from here).
     """
     stitched = stitch_patches(patches, positions_xy, crop=crop, placement=placement)
+    return evaluate_stitched(label, stitched, gt_object, **evaluate_options)
+
+
+def evaluate_stitched(label: str, stitched: Stitched, gt_object: Any, **evaluate_options: Any) -> ModelMetrics:
+    """``evaluate_reconstruction`` of a ``Stitched`` canvas (from ``stitch_patches`` or a
+    ``StreamingStitcher``) on its largest fully covered rectangle; see ``evaluate_patches``."""
     row0, col0, height, width = largest_covered_rectangle(stitched.weights > 0)
+    if height == 0 or width == 0:
+        return empty_metrics(label, "no patch reached the canvas")
     canvas = stitched.canvas[row0:row0 + height, col0:col0 + width]
     origin = (stitched.origin[0] + row0, stitched.origin[1] + col0)
     result = evaluate_reconstruction(label, canvas, gt_object, origin=origin, **evaluate_options)
