@@ -30,6 +30,12 @@ COMMAND_MODULES = [
     "ptytui.commands.demo",
     "ptytui.commands.card",
     "ptytui.commands.stats",
+    "ptytui.commands.trace",
+    "ptytui.commands.diagnose",
+    "ptytui.commands.compare",
+    "ptytui.commands.decide",
+    "ptytui.commands.retrain",
+    "ptytui.commands.export",
     "ptytui.commands.merge",
     "ptytui.commands.doctor",
 ]
