@@ -1,0 +1,111 @@
+"""`ptytui demo`: build (or reuse) the built-in incident scenario and print its workspace folder.
+
+Stage progress goes to stderr, the workspace path to stdout. No TensorFlow or Textual at import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+DEFECT_HELP = (
+    "Plant a defect (repeatable). Without --defect the incident is planted as the study wired it "
+    "(absolute-positions + model-kind); '--defect none' builds a healthy workspace; 'incident' "
+    "names the default pair. Defects: absolute-positions, model-kind, dead-layer, nan-weights, "
+    "missing-scale, double-scale, swapped-xy, uint16-intensity."
+)
+
+
+def build_demo_workspace(preset: str = "default", *, dose: float = 1e3, defects: list[str] | None = None,
+                         out: Path | None = None, rebuild: bool = False, seed: int = 0,
+                         cache_dir: Path | None = None, show_progress: bool = True) -> Path:
+    """Build the scenario workspace (cached) with a progress bar per stage on stderr.
+
+    Parameters
+    ----------
+    preset : "tiny" | "default" | "large"
+    dose : photons per diffraction pattern.
+    defects : defect names as given on the command line; None or [] plants the incident
+        (absolute positions + model-kind label), ["none"] gives a healthy workspace.
+    out : also copy the workspace into this new or empty folder, and return it.
+    rebuild : ignore the cache and rebuild (retrains the models).
+    seed, cache_dir : see ``ptytui.engine.scenario.build_scenario``.
+    show_progress : draw the stage bars on stderr (a terminal) or one line per finished stage.
+
+    Returns
+    -------
+    Path
+        The workspace folder (holding ptytui.toml).
+    """
+    from ptytui.engine.scenario import build_scenario  # noqa: PLC0415
+
+    with _StageProgress(enabled=show_progress) as progress:
+        return build_scenario(preset, dose=dose, defects=defects or None, seed=seed, out=out,
+                              cache_dir=cache_dir, rebuild=rebuild, progress=progress)
+
+
+class _StageProgress:
+    """progress(stage, done, total) drawn as one Rich bar per stage on stderr."""
+
+    def __init__(self, enabled: bool = True):
+        from rich.console import Console  # noqa: PLC0415
+
+        self.console = Console(stderr=True)
+        self.enabled = enabled
+        self._progress = None
+        self._tasks: dict[str, object] = {}
+        self._finished: set[str] = set()
+
+    def __enter__(self):
+        if self.enabled and self.console.is_terminal:
+            from rich.progress import (  # noqa: PLC0415
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self._progress = Progress(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), console=self.console)
+            self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        if self._progress is not None:
+            if stage not in self._tasks:
+                self._tasks[stage] = self._progress.add_task(stage, total=total)
+            self._progress.update(self._tasks[stage], completed=done, total=total)
+        elif done >= total and stage not in self._finished:
+            self._finished.add(stage)
+            self.console.print(f"demo: {stage} done", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Build the built-in incident scenario workspace (cached) and print its folder.")
+    def demo(
+        preset: str = typer.Option("default", "--preset",
+                                   help="tiny (tests, seconds), default (the demo), large (N=128, 5,216 test positions)."),
+        dose: float = typer.Option(1e3, "--dose", help="Photons per diffraction pattern (1e3, 1e4, 1e5)."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Also copy the workspace into this new or empty folder."),
+        headless: bool = typer.Option(False, "--headless", help="Print the diagnosis instead of opening the workbench."),
+        defect: Optional[list[str]] = typer.Option(None, "--defect", help=DEFECT_HELP),
+        rebuild: bool = typer.Option(False, "--rebuild", help="Ignore the cache: simulate and train again."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the scan, the noise and the training."),
+    ) -> None:
+        from ptytui.engine.scenario import get_preset, parse_defects  # noqa: PLC0415
+
+        get_preset(preset)  # usage errors before any work
+        parse_defects(defect or None)
+        workspace = build_demo_workspace(preset, dose=dose, defects=defect, out=out, rebuild=rebuild, seed=seed)
+        # The diagnosis (--headless) and opening the workbench are wired by the lead; until then
+        # both print the workspace folder, which `ptytui WORKSPACE` / `ptytui diagnose` accept.
+        typer.echo(str(workspace))
