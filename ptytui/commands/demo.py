@@ -5,6 +5,8 @@ Stage progress goes to stderr, the workspace path to stdout. No TensorFlow or Te
 
 from __future__ import annotations
 
+import sys
+
 from pathlib import Path
 from typing import Optional
 
@@ -90,7 +92,8 @@ class _StageProgress:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(help="Build the built-in incident scenario workspace (cached) and print its folder.")
+    @app.command(help="Build the built-in incident scenario (cached) and open the workbench on it; "
+                      "--headless prints the diagnosis instead (exit 1: it finds the planted fault).")
     def demo(
         preset: str = typer.Option("default", "--preset",
                                    help="tiny (tests, seconds), default (the demo), large (N=128, 5,216 test positions)."),
@@ -106,6 +109,19 @@ def register(app: typer.Typer) -> None:
         get_preset(preset)  # usage errors before any work
         parse_defects(defect or None)
         workspace = build_demo_workspace(preset, dose=dose, defects=defect, out=out, rebuild=rebuild, seed=seed)
-        # The diagnosis (--headless) and opening the workbench are wired by the lead; until then
-        # both print the workspace folder, which `ptytui WORKSPACE` / `ptytui diagnose` accept.
-        typer.echo(str(workspace))
+        if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+            typer.echo("ptytui: not a terminal: printing the diagnosis instead of opening the "
+                       "workbench (use --headless to say so)", err=True)
+            headless = True
+        if headless:
+            # The headless twin: the workspace folder, then exactly what `ptytui diagnose` prints.
+            from ptytui.cli import main  # noqa: PLC0415
+
+            typer.echo(f"workspace: {workspace}")
+            code = main(["diagnose", str(workspace)])
+        else:
+            from ptytui.commands.workbench import launch  # noqa: PLC0415
+
+            code = launch(workspace)
+        if code:
+            raise typer.Exit(code)
