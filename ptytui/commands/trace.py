@@ -1,0 +1,124 @@
+"""`ptytui trace`: per-layer activation statistics of a probe batch, as a tree (headless twin of
+the Layers screen). Nested models expand to paths like outer/inner/layer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+TRACE_HELP = ("Trace every layer's output for a probe batch (the first K groups of each split) in one "
+              "forward pass: statistics per layer (nonzero fraction, mean, std, NaN/Inf, dead channels), "
+              "weight health, and the first collapse (the earliest layer below 1% nonzero fed by a layer "
+              "above 20%). With --model/--data the model is fed as a PtychoPINN pipeline feeds it: "
+              "diffraction amplitude times the model's intensity scale, relative positions.")
+
+
+def render_trace(trace, console) -> None:
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title=f"{trace.model} / {trace.split}  ({trace.n_samples} groups, positions "
+                        f"{trace.positions}, {trace.seconds:.2f} s)", title_justify="left")
+    for column in ("layer", "type", "nonzero", "mean", "std", "dead", "NaN/Inf", "weights"):
+        table.add_column(column, justify="left" if column in ("layer", "type", "weights") else "right")
+    collapse = trace.first_collapse.path if trace.first_collapse else None
+    for entry in trace.layers:
+        rec = entry.output
+        weights = ""
+        if entry.weights:
+            bad = [n for n, w in entry.weights.items() if w.nonfinite_count or (w.is_kernel and w.all_zero)]
+            weights = ("BAD: " + ",".join(bad)) if bad else "ok"
+        style = "bold red" if entry.path == collapse else None
+        if style is None and rec.count and rec.nonzero_fraction == 0:
+            style = "red"
+        table.add_row(
+            "  " * entry.depth + entry.name, entry.type,
+            f"{rec.nonzero_fraction:.4%}" if rec.count else "-",
+            f"{rec.mean:.4g}" if rec.finite_count else "-",
+            f"{rec.std:.4g}" if rec.finite_count else "-",
+            f"{entry.dead_channels}/{entry.channels}" if entry.channels else "-",
+            f"{rec.nan_count}/{rec.inf_count}", weights, style=style)
+    console.print(table)
+    if trace.first_collapse:
+        c = trace.first_collapse
+        console.print(f"first collapse: {c.path} ({c.type}): {c.upstream_nonzero_fraction:.2%} nonzero "
+                      f"going in (from {c.upstream_path}), {c.nonzero_fraction:.2%} coming out")
+    else:
+        console.print("first collapse: none")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help=TRACE_HELP)
+    def trace(
+        workspace: Optional[Path] = typer.Argument(None, help="Folder with ptytui.toml, or the toml file."),
+        model_name: Optional[list[str]] = typer.Option(None, "--model-name", help="Only this workspace model (repeatable)."),
+        model: Optional[list[str]] = typer.Option(None, "--model", help="A model file or bundle (instead of WORKSPACE)."),
+        data: Optional[list[str]] = typer.Option(None, "--data", help="NPZ split, or NAME=NPZ (repeatable)."),
+        split: Optional[list[str]] = typer.Option(None, "--split", help="Only this split (repeatable)."),
+        positions: Optional[str] = typer.Option(None, "--positions", help="Override how positions are fed: absolute | relative | zero."),
+        n_samples: int = typer.Option(16, "--n-samples", help="Groups in the probe batch."),
+        preview: Optional[str] = typer.Option(None, "--preview", metavar="LAYER", help="Also return a downsampled preview of this layer's output (JSON: 'preview')."),
+        compiled: bool = typer.Option(False, "--compiled", help="Build one graph for the whole trace (faster when repeated, slower once)."),
+        json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+        trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
+        seed: int = typer.Option(0, "--seed", help="Seed for grouping."),
+    ) -> None:
+        from ptytui.commands.common import emit_json, open_session  # noqa: PLC0415
+        from ptytui.errors import UsageError  # noqa: PLC0415
+
+        if positions is not None and positions not in ("absolute", "relative", "zero"):
+            raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
+        if n_samples < 1:
+            raise UsageError(f"--n-samples: expected a positive integer, found {n_samples}")
+        session = open_session(workspace, model, data, positions=positions, trust=trust, seed=seed)
+        plans = session.plan(models=model_name, splits=split, positions=positions)
+
+        import numpy as np  # noqa: PLC0415
+
+        from ptytui.engine.inference import feed_inputs  # noqa: PLC0415
+        from ptytui.engine.trace import compare_traces, trace_model  # noqa: PLC0415
+
+        traces = []
+        for plan in plans:
+            loaded = session.model(plan.model)
+            split_data = session.split(plan.split)
+            grouping = session.grouping(plan.split, session.gridsize(plan.model))
+            ids = np.arange(min(n_samples, len(grouping)))
+            fed = feed_inputs(loaded, grouping.batch(split_data, ids), positions=plan.positions,
+                              intensity_scale=plan.intensity_scale)
+            result = trace_model(loaded.model, fed, model_name=plan.model, split=plan.split,
+                                 preview=preview, positions=plan.positions, compiled=compiled)
+            if preview is not None and preview not in result.paths():
+                raise UsageError(f"--preview: expected a layer path of {plan.model} "
+                                 f"(e.g. {result.paths()[-1]!r}), found {preview!r}")
+            traces.append(result)
+        if json_out:
+            documents = []
+            for t in traces:
+                document = t.to_dict()
+                if t.preview is not None:
+                    image = t.preview.image
+                    document["preview"] = {
+                        "path": t.preview.path, "stride": list(t.preview.stride),
+                        "amplitude" if np.iscomplexobj(image) else "values":
+                            np.abs(image).tolist() if np.iscomplexobj(image) else image.tolist(),
+                        **({"phase": np.angle(image).tolist()} if np.iscomplexobj(image) else {})}
+                documents.append(document)
+            if len(documents) == 1:
+                emit_json(documents[0])
+            else:
+                comparisons = []
+                by_model: dict[str, list] = {}
+                for t in traces:
+                    by_model.setdefault(t.model, []).append(t)
+                for model_traces in by_model.values():
+                    for other in model_traces[1:]:
+                        comparisons.append(compare_traces(model_traces[0], other).to_dict())
+                emit_json({"traces": documents, "comparisons": comparisons})
+        else:
+            from rich.console import Console  # noqa: PLC0415
+
+            console = Console()
+            for t in traces:
+                render_trace(t, console)
