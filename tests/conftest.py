@@ -82,5 +82,8 @@ def tiny_workspace(tiny_scenario) -> Path:
 def tiny_workspace_copy(tiny_workspace, tmp_path) -> Path:
     """A private copy of the tiny incident workspace, for tests that write into it."""
     target = tmp_path / "workspace"
-    shutil.copytree(tiny_workspace, target)
+    # The session folder is left behind: the cached workspace's may hold what another test
+    # (or `ptytui demo --headless`) saved there, and each copy starts with a clean session.
+    shutil.copytree(tiny_workspace, target, ignore=shutil.ignore_patterns("session"))
+    (target / "session").mkdir()
     return target

@@ -280,12 +280,16 @@ def test_out_copies_the_workspace(tiny_workspace, tmp_path):
         build_scenario("tiny", cache_dir=cache_dir, out=tmp_path / "busy")
 
 
-def test_demo_command_prints_the_workspace(tiny_workspace, monkeypatch, capsys):
+def test_demo_headless_prints_the_workspace_and_the_diagnosis(tiny_workspace, monkeypatch, capsys):
     from ptytui.cli import main
 
     monkeypatch.setenv("PTYTUI_CACHE_DIR", str(tiny_workspace.parent.parent))
-    assert main(["demo", "--preset", "tiny"]) == 0
-    assert capsys.readouterr().out.strip() == str(tiny_workspace)
+    monkeypatch.setenv("COLUMNS", "240")  # a wide table: finding ids stay on one line
+    # Exit 1: the diagnosis finds the planted incident (an error finding), as `diagnose` does.
+    assert main(["demo", "--preset", "tiny", "--headless"]) == 1
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"workspace: {tiny_workspace}"
+    assert "output-all-zero" in out and "positions-off-canvas" in out
 
 
 @pytest.mark.parametrize("argv", [["demo", "--preset", "huge"], ["demo", "--defect", "bogus"],
