@@ -39,11 +39,17 @@ def _symlog_edges() -> np.ndarray:
 HIST_EDGES: np.ndarray = _symlog_edges()  # N_BINS + 1 edges; the centre bin is [-1e-6, 1e-6)
 
 
+POSITIVE_EDGES: np.ndarray = HIST_EDGES[_SIDE_BINS + 1:]  # 1e-6 ... 1e6, float64
+
+
 def _bin_index_numpy(finite_values: np.ndarray) -> np.ndarray:
-    """Bin index of each finite value (float64 arithmetic, identical to the device path)."""
+    """Bin index of each finite value, by exact float64 comparison with the edges.
+
+    The device path estimates the bin from a float32 logarithm and corrects it by the same exact
+    comparisons, so both paths agree bit for bit (logarithms from two libraries would not).
+    """
     magnitude = np.abs(finite_values.astype(np.float64))
-    with np.errstate(divide="ignore"):
-        k = np.floor((np.log10(np.maximum(magnitude, 1e-300)) - DECADE_MIN) * BINS_PER_DECADE)
+    k = np.searchsorted(POSITIVE_EDGES, magnitude, side="right") - 1
     k = np.clip(k, 0, _SIDE_BINS - 1).astype(np.int64)
     index = np.where(finite_values >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
     return np.where(magnitude < 10.0**DECADE_MIN, CENTRE_BIN, index)
@@ -243,9 +249,16 @@ def reduce_tensor_tf(x):
     m2 = tf.reduce_sum(tf.where(finite_mask, tf.square(flat - mean), zeros))
     nan_count = tf.reduce_sum(tf.cast(tf.math.is_nan(flat), tf.int64))
     magnitude = tf.abs(finite)
-    k = tf.floor((tf.math.log(tf.maximum(magnitude, 1e-300)) / math.log(10.0) - DECADE_MIN)
-                 * BINS_PER_DECADE)
-    k = tf.cast(tf.clip_by_value(k, 0, _SIDE_BINS - 1), tf.int32)
+    # Bin from a cheap float32 logarithm, then corrected by exact float64 comparisons with the
+    # edges (the estimate is off by at most one bin), as the host path computes it.
+    magnitude32 = tf.cast(magnitude, tf.float32)
+    estimate = tf.floor((tf.math.log(tf.maximum(magnitude32, 1e-30)) / math.log(10.0) - DECADE_MIN)
+                        * BINS_PER_DECADE)
+    k = tf.cast(tf.clip_by_value(estimate, 0, _SIDE_BINS - 1), tf.int32)
+    edges = tf.constant(POSITIVE_EDGES, tf.float64)
+    k = k - tf.cast(magnitude < tf.gather(edges, k), tf.int32)
+    k = k + tf.cast(magnitude >= tf.gather(edges, k + 1), tf.int32)
+    k = tf.clip_by_value(k, 0, _SIDE_BINS - 1)
     index = tf.where(finite >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
     index = tf.where(magnitude < 10.0**DECADE_MIN, tf.constant(CENTRE_BIN, tf.int32), index)
     index = tf.where(finite_mask, index, tf.constant(N_BINS, tf.int32))  # non-finite: dropped slot

@@ -119,3 +119,11 @@ def test_stats_keys_match_cli_contract():
     keys = set(stats_of_array(np.ones(3)).to_dict())
     assert {"count", "mean", "std", "min", "max", "nonzero_fraction", "zero_count", "nan_count",
             "inf_count", "histogram"} <= keys
+
+
+def test_device_and_host_bin_values_on_and_next_to_every_edge_alike():
+    edges = np.concatenate([HIST_EDGES, [1.0, 10.0, 100.0, 1000.0, 0.1, 0.01]])
+    values = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, np.inf)])
+    acc = StatsAccumulator()
+    acc.update("x", values)
+    np.testing.assert_array_equal(acc.records["x"].hist_counts, stats_of_array(values).hist_counts)
