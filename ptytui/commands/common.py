@@ -35,6 +35,16 @@ def select_devices(devices: str | None) -> str:
     return devices
 
 
+def device_set_for(devices: str):
+    """The ``distribute.DeviceSet`` (MirroredStrategy over every GPU, else the CPU devices) that
+    ``--devices all`` runs under; None for any other choice. Call after ``select_devices``."""
+    if devices != "all":
+        return None
+    from ptytui.engine.distribute import build_strategy  # noqa: PLC0415
+
+    return build_strategy()
+
+
 def open_session(workspace: Path | None, model: list[str] | None, data: list[str] | None, *,
                  positions: str | None = None, trust: bool = False, seed: int = 0,
                  n_groups: int | None = None, batch_size: int = 64, shard: str | None = None):

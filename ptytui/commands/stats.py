@@ -33,8 +33,17 @@ def gate_tripped(runs, zero_fraction_max: float | None) -> list[str]:
     return tripped
 
 
-def stats_document(runs, zero_fraction_max: float | None, tripped: list[str]) -> dict:
-    return {"runs": [run.to_dict() for run in runs],
+def stats_document(runs, zero_fraction_max: float | None, tripped: list[str],
+                   coverages: dict | None = None) -> dict:
+    """The ``stats --json`` document; ``coverages`` maps (model, split) to the groups each run
+    covered (``Session.coverage``), which ``ptytui merge`` uses to check shards."""
+    documents = []
+    for run in runs:
+        document = run.to_dict()
+        if coverages and (run.model, run.split) in coverages:
+            document["coverage"] = coverages[(run.model, run.split)]
+        documents.append(document)
+    return {"runs": documents,
             "gate": {"zero_fraction_max": zero_fraction_max, "tripped": bool(tripped),
                      "reasons": tripped}}
 
@@ -77,7 +86,13 @@ def register(app: typer.Typer) -> None:
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
     ) -> None:
-        from ptytui.commands.common import StderrProgress, emit_json, open_session, select_devices  # noqa: PLC0415
+        from ptytui.commands.common import (  # noqa: PLC0415
+            StderrProgress,
+            device_set_for,
+            emit_json,
+            open_session,
+            select_devices,
+        )
         from ptytui.engine import events as ev  # noqa: PLC0415
         from ptytui.errors import UsageError  # noqa: PLC0415
 
@@ -89,6 +104,9 @@ def register(app: typer.Typer) -> None:
                                n_groups=n_groups, batch_size=batch_size, shard=shard)
         plans = session.plan(models=model_name, splits=split, positions=positions)
         device = select_devices(devices)
+        session.device_set = device_set_for(device)
+        if session.device_set is not None:
+            device = session.device_set.label
         runs = []
         failures = []
         with StderrProgress() as progress:
@@ -109,7 +127,8 @@ def register(app: typer.Typer) -> None:
                              f"model '{first.model}' to run on split '{first.split}'", first.message)
         tripped = gate_tripped(runs, zero_gate)
         if json_out:
-            document = stats_document(runs, zero_gate, tripped)
+            coverages = {(plan.model, plan.split): session.coverage(plan) for plan in plans}
+            document = stats_document(runs, zero_gate, tripped, coverages)
             document["devices"] = device
             emit_json(document)
         else:

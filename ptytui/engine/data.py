@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import struct
 import zipfile
 import zlib
@@ -228,7 +229,27 @@ def _read_rows(view: np.ndarray, idx: Any, dtype: Any) -> np.ndarray:
     else:
         order = np.asarray(idx, dtype=np.int64).reshape(-1)
         rows = view[order]
-    return np.ascontiguousarray(rows, dtype=dtype)
+    rows = np.ascontiguousarray(rows, dtype=dtype)
+    if not np.may_share_memory(rows, view):  # a copy: the pages it was read from can go
+        _release_pages(view)
+    return rows
+
+
+def _release_pages(view: np.ndarray) -> None:
+    """Unmap the file pages a read of a memory-mapped member touched (MADV_DONTNEED).
+
+    Pages of a read-only file mapping stay mapped after a read, so a run over a whole split would
+    count every page of the file in the process's resident memory (RSS) although each batch is
+    needed once. Dropping them keeps RSS bounded by the batch; the data stay in the page cache,
+    and a later read simply maps them again. No-op where madvise is unavailable.
+    """
+    handle = getattr(view, "_mmap", None)
+    if handle is None or not hasattr(handle, "madvise") or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    try:
+        handle.madvise(mmap.MADV_DONTNEED)
+    except (OSError, ValueError):
+        pass
 
 
 # --------------------------------------------------------------------------------------------
@@ -717,6 +738,7 @@ def _scan_diffraction(shown: str, key: str, stored: np.ndarray, pattern_axis: in
         sl = [slice(None)] * stored.ndim
         sl[chunk_axis] = slice(start, start + step)
         block = np.asarray(stored[tuple(sl)], dtype=np.float64)
+        _release_pages(stored)  # the float64 copy is all the scan needs (see _release_pages)
         finite = np.isfinite(block)
         if not finite.all():
             nans = int(np.isnan(block).sum())
@@ -859,10 +881,12 @@ class Grouping:
                         self.relative_offsets[sel], self.seed, self.k_neighbors,
                         self.n_groups_requested, self.anchor)
 
-    def batch(self, split: Split, idx: Any) -> GroupBatch:
+    def batch(self, split: Split, idx: Any, *, ground_truth: bool = True) -> GroupBatch:
         """Read groups ``idx`` (a slice or int array of group indices) from ``split``.
 
         Each distinct pattern is read once from disk, even when groups share patterns.
+        ``ground_truth=False`` skips reading the ground-truth patches (``batch.ground_truth`` is
+        None): inference does not use them, and they are twice the size of the diffraction.
         """
         gidx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx, dtype=np.int64).reshape(-1)
         members = self.indices[gidx]  # (B, C)
@@ -870,15 +894,15 @@ class Grouping:
         patterns = split.diffraction_batch(unique)  # (U, N, N) float32
         inverse = inverse.reshape(members.shape)
         diffraction = np.ascontiguousarray(np.moveaxis(patterns[inverse], 1, -1))  # (B, C, N, N) -> (B, N, N, C)
-        gt = split.ground_truth_batch(unique)
-        ground_truth = None if gt is None else np.ascontiguousarray(np.moveaxis(gt[inverse], 1, -1))
+        gt = split.ground_truth_batch(unique) if ground_truth else None
+        gt_patches = None if gt is None else np.ascontiguousarray(np.moveaxis(gt[inverse], 1, -1))
         positions = np.stack([split.xcoords[members], split.ycoords[members]], axis=-1)
         return GroupBatch(
             diffraction=diffraction,
             global_offsets=self.global_offsets[gidx].astype(np.float32),
             relative_offsets=self.relative_offsets[gidx].astype(np.float32),
             positions=positions,
-            ground_truth=ground_truth,
+            ground_truth=gt_patches,
             indices=members,
             group_indices=gidx,
         )

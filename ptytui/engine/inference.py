@@ -7,6 +7,7 @@ run can be cancelled between batches; on out-of-memory it halves the batch and c
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -154,6 +155,7 @@ class _Step:
             firsts = [t[:1] for t in outputs]
             return reductions, firsts
 
+        self.raw_step = step  # the un-compiled step, run per replica by distribute.DistributedStep
         self._fn = tf.function(step, reduce_retracing=True)
 
     def _names(self, n: int) -> list[str]:
@@ -163,26 +165,51 @@ class _Step:
         return names
 
     def __call__(self, inputs):
-        return self._fn(inputs)
+        """Reductions as a list (one dict per device that ran a part: here one) and the first
+        sample of each output."""
+        reductions, firsts = self._fn(inputs)
+        return [reductions], firsts
+
+
+def _compiled_step(loaded_model) -> _Step:
+    """The model's compiled step, built once per loaded model: later runs of the same model (other
+    splits, shards, what-if feedings, re-runs in the TUI) reuse its traces instead of retracing."""
+    step = getattr(loaded_model, "_ptytui_step", None)
+    if step is None:
+        step = _Step(loaded_model)
+        try:
+            loaded_model._ptytui_step = step
+        except AttributeError:  # an object that takes no attributes: build per run
+            pass
+    return step
 
 
 def run_inference(loaded_model, split, grouping, *, model_name: str, split_name: str | None = None,
                   positions: str | None = "relative", intensity_scale: str | float | None = "apply",
                   batch_size: int = 64, indices: np.ndarray | None = None,
-                  cancel: CancelToken = None, device: str = "cpu") -> Iterator[EngineEvent]:
+                  cancel: CancelToken = None, device: str = "cpu",
+                  device_set=None) -> Iterator[EngineEvent]:
     """Stream one model over one split's groups; yield events, ending in RunFinished/Failed/Cancelled.
 
     ``indices`` restricts the run to those group indices (for shards and subsets); memory stays
     bounded by one batch. On ResourceExhaustedError the batch size halves and the run goes on.
+    ``device_set`` (a ``distribute.DeviceSet``, for ``--devices all``) splits every batch across
+    its replicas; the per-replica records merge on the host and the events are the same.
     """
     split_name = split_name or getattr(split, "name", "data")
     group_ids = np.arange(len(grouping.indices)) if indices is None else np.asarray(indices)
     total = int(group_ids.size)
     scale = resolve_intensity_scale(loaded_model, intensity_scale)
+    if device_set is not None:
+        device = device_set.label
     yield RunStarted(model_name, split_name, n_samples=total, batch_size=batch_size,
                      positions=positions, intensity_scale=scale, device=device)
     try:
-        step = _Step(loaded_model)
+        step = _compiled_step(loaded_model)
+        if device_set is not None:
+            from ptytui.engine.distribute import DistributedStep  # noqa: PLC0415
+
+            step = DistributedStep(step, device_set)
     except Exception as exc:  # noqa: BLE001 - a model that cannot be traced is a failed run
         yield RunFailed(model_name, split_name, message=f"cannot compile the model: {_one_line(exc)}")
         return
@@ -197,7 +224,7 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
             yield RunCancelled(model_name, split_name, done=done)
             return
         chunk = group_ids[done:done + batch_size]
-        batch = grouping.batch(split, chunk)
+        batch = grouping.batch(split, chunk, ground_truth=False)  # inference never reads it
         fed = feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
         try:
             reductions, firsts = step(fed)
@@ -212,7 +239,8 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                 continue
             yield RunFailed(model_name, split_name, message=_one_line(exc))
             return
-        accumulator.merge_reductions(reductions)
+        for part in reductions:  # one per replica that ran a part of the batch, in order
+            accumulator.merge_reductions(part)
         done += len(chunk)
         batches += 1
         if first_patch is None:
@@ -253,7 +281,32 @@ def run_to_result(events: Iterator[EngineEvent], on_event: Callable[[EngineEvent
     return last
 
 
+_TF_TAGS = re.compile(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^\]]*\}\}\]\]|\[Op:[^\]]*\]")
+_MODULE_PATH = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*(?:Error|Exception)\b)")
+_TRACE_HEADERS = ("Graph execution error:", "Detected at node", "Traceback (most recent call last)",
+                  "Hint: If you want to see a list of allocated tensors")
+
+
 def _one_line(exc: BaseException) -> str:
-    text = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-    first = " ".join(str(text).split())
-    return f"{type(exc).__name__}: {first[:400]}"
+    """The error as one readable line: TF's graph tracebacks ("Detected at node ... File ...")
+    and node tags are dropped, so the line says what went wrong rather than where in Keras."""
+    text = str(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    kept: list[str] = []
+    in_frame = False
+    for raw in text.splitlines():
+        line = _TF_TAGS.sub("", raw).strip()
+        if line.startswith('File "'):
+            in_frame = True  # a traceback frame: its code and caret lines follow, indented
+            continue
+        if in_frame and raw.startswith("    "):
+            continue
+        in_frame = False
+        if not line or line.startswith(_TRACE_HEADERS) or not line.strip("^~ "):
+            continue
+        line = _MODULE_PATH.sub("", line)
+        if line not in kept:  # py_function errors repeat the Python error after its traceback
+            kept.append(line)
+    summary = " ".join(" ".join(kept).split()) or type(exc).__name__
+    if not summary.startswith(type(exc).__name__):
+        summary = f"{type(exc).__name__}: {summary}"
+    return summary[:400]

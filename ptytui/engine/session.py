@@ -42,6 +42,17 @@ class Shard:
         return group_ids[bounds[self.index]:bounds[self.index + 1]]
 
 
+def index_ranges(ids: np.ndarray) -> list[list[int]]:
+    """Sorted group indices as half-open [start, stop) runs of consecutive integers."""
+    ids = np.unique(np.asarray(ids, dtype=np.int64))
+    if ids.size == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [ids.size]])
+    return [[int(ids[a]), int(ids[b - 1]) + 1] for a, b in zip(starts, stops)]
+
+
 @dataclass
 class RunPlan:
     """One model x split to stream, with how the model is fed."""
@@ -56,13 +67,16 @@ class Session:
     """Opened workspace: lazily loads splits, groupings and models, and streams runs."""
 
     def __init__(self, workspace, *, trust: bool = False, seed: int = 0, n_groups: int | None = None,
-                 batch_size: int = 64, shard: Shard | None = None):
+                 batch_size: int = 64, shard: Shard | None = None, device_set=None):
         self.workspace = workspace
         self.trust = trust
         self.seed = seed
         self.n_groups = n_groups
         self.batch_size = batch_size
         self.shard = shard
+        # A distribute.DeviceSet (``--devices all``): models load under its scope (variables
+        # mirrored on every replica) and runs split each batch across its replicas.
+        self.device_set = device_set
         self._splits: dict[str, object] = {}
         self._groupings: dict[tuple[str, int], object] = {}
         self._models: dict[str, object] = {}
@@ -89,7 +103,11 @@ class Session:
             from ptytui.engine.models import load_model  # noqa: PLC0415
 
             entry = self.model_entry(name)
-            self._models[name] = load_model(entry.path, trust=self.trust or bool(entry.trust))
+            if self.device_set is not None:
+                with self.device_set.scope():
+                    self._models[name] = load_model(entry.path, trust=self.trust or bool(entry.trust))
+            else:
+                self._models[name] = load_model(entry.path, trust=self.trust or bool(entry.trust))
         return self._models[name]
 
     def model_entry(self, name: str):
@@ -144,16 +162,32 @@ class Session:
         ids = np.arange(len(grouping.indices))
         return self.shard.select(ids) if self.shard else ids
 
+    def coverage(self, plan: RunPlan) -> dict:
+        """Which groups a run covers, for ``ptytui merge`` to check shards (JSON-ready).
+
+        ``ranges`` are half-open [start, stop) group-index ranges of the grouping whose size is
+        ``total_groups``; ``gridsize``, ``seed`` and ``n_groups`` say which grouping that is, so
+        shards of different groupings are never combined.
+        """
+        gridsize = self.gridsize(plan.model)
+        total = len(self.grouping(plan.split, gridsize).indices)
+        ids = self.group_ids(plan)
+        return {"shard": f"{self.shard.index}/{self.shard.count}" if self.shard else None,
+                "ranges": index_ranges(ids), "total_groups": int(total), "gridsize": int(gridsize),
+                "seed": int(self.seed), "n_groups": self.n_groups}
+
     # ---- streaming ---------------------------------------------------------------------------
     def run(self, plan: RunPlan, *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
         """Stream one planned run (model loaded and split grouped on first use)."""
-        loaded = self.model(plan.model)
+        # The split first: a bad NPZ is reported before TensorFlow and the model are loaded.
         split = self.split(plan.split)
         grouping = self.grouping(plan.split, self.gridsize(plan.model))
         ids = self.group_ids(plan)
+        loaded = self.model(plan.model)
         yield from run_inference(loaded, split, grouping, model_name=plan.model, split_name=plan.split,
                                  positions=plan.positions, intensity_scale=plan.intensity_scale,
-                                 batch_size=self.batch_size, indices=ids, cancel=cancel)
+                                 batch_size=self.batch_size, indices=ids, cancel=cancel,
+                                 device_set=self.device_set)
 
     def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
         for plan in plans:
