@@ -116,11 +116,20 @@ class RunFailed(EngineEvent):
     message: str  # one line, ready to show
 
 
+@dataclass
+class MetricsDone(EngineEvent):
+    """Metrics of every model and the reference (``split`` is the compared split; ``model`` is
+    "*"). ``metrics`` = {"rows": tidy CSV rows, "frc": FRC curve rows, "flags": [{model, flag,
+    message}]}: plain data, the shape ``compare --json`` writes."""
+
+    metrics: dict
+
+
 # ---- recording and replay (UI tests feed recorded engine events to the app) ------------------
 
 EVENT_TYPES = {cls.__name__: cls for cls in
                (RunStarted, BatchDone, FirstPatch, BatchSizeReduced, RunFinished, RunCancelled,
-                RunFailed)}
+                RunFailed, MetricsDone)}
 
 
 def _encode_array(array: np.ndarray) -> str:

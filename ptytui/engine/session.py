@@ -192,3 +192,24 @@ class Session:
     def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
         for plan in plans:
             yield from self.run(plan, cancel=cancel)
+
+    def events(self, cancel: CancelToken = None) -> Iterator[EngineEvent]:
+        """Everything the workbench shows, as one stream: statistics of every model x split,
+        traces, geometry, counterfactuals and findings (the diagnosis), then the metrics of every
+        model and the reference against the ground truth."""
+        from ptytui.engine.compare import compare_workspace  # noqa: PLC0415
+        from ptytui.engine.diagnose import diagnose_events  # noqa: PLC0415
+        from ptytui.engine.events import MetricsDone  # noqa: PLC0415
+        from ptytui.engine.inference import is_cancelled  # noqa: PLC0415
+
+        yield from diagnose_events(self.workspace, cancel=cancel, session=self, trust=self.trust,
+                                   seed=self.seed, n_groups=self.n_groups, batch_size=self.batch_size)
+        if is_cancelled(cancel):
+            return
+        comparison = compare_workspace(self, cancel=cancel)
+        if is_cancelled(cancel):
+            return
+        flags = [{"model": entry.model_id, "flag": flag.get("flag"), "message": flag.get("message")}
+                 for entry in comparison.entries for flag in entry.flags]
+        yield MetricsDone("*", comparison.split, metrics={"rows": comparison.rows(),
+                                                          "frc": comparison.frc_rows(), "flags": flags})
