@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from ptytui.commands.common import StderrProgress
+
 COMPARE_HELP = ("Metrics of every workspace model and the reference reconstruction against the ground "
                 "truth (objectGuess) on one split (default: test). Each model streams over the split "
                 "with its workspace feeding; patches are stitched batch by batch. Writes "
@@ -19,33 +21,9 @@ COMPARE_HELP = ("Metrics of every workspace model and the reference reconstructi
                 "Exit 1 when a metric finding is an error.")
 
 
-class CompareProgressPrinter:
-    """Progress of a comparison on stderr: a Rich bar on a terminal, one line per entry otherwise."""
-
-    def __init__(self, quiet: bool = False):
-        from rich.console import Console  # noqa: PLC0415
-
-        self.console = Console(stderr=True)
-        self.quiet = quiet
-        self._progress = None
-        self._tasks: dict[str, object] = {}
-
-    def __enter__(self):
-        if not self.quiet and self.console.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: PLC0415
-
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                      TimeElapsedColumn(), console=self.console, transient=True)
-            self._progress.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def log(self, text: str) -> None:
-        if not self.quiet:
-            self.console.print(text, markup=False, highlight=False)
+class CompareProgressPrinter(StderrProgress):
+    """Progress of a comparison on stderr: a Rich bar on a terminal, one line per entry otherwise
+    (the bar and the log come from the stats command's printer; only the events differ)."""
 
     def __call__(self, event) -> None:
         key = f"{event.model_id} / {event.split}"
