@@ -336,15 +336,9 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
 
     n_inputs = len(input_specs)
 
-    @tf_.function(input_signature=input_specs + target_specs)
-    def train_step(*tensors):
-        inputs = list(tensors[:n_inputs])
-        with tf_.GradientTape() as tape:
-            predicted = model(inputs if n_inputs > 1 else inputs[0], training=True)
-            loss = loss_of(list(tensors[n_inputs:]), predicted)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+    from ptytui.engine.scenario.zoo import compiled_train_step  # noqa: PLC0415
+
+    train_step = compiled_train_step(model, optimizer, loss_of, n_inputs, input_specs + target_specs)
 
     @tf_.function(input_signature=input_specs + target_specs)
     def eval_step(*tensors):

@@ -149,6 +149,26 @@ def build_supervised_unet(N: int, filters):
     return keras.Model(diffraction, [amplitude, phase], name="supervised_unet")
 
 
+def compiled_train_step(model, optimizer, loss_of, n_inputs: int, signature: list):
+    """One Adam step as a ``tf.function`` over (inputs..., targets...): the first ``n_inputs``
+    tensors feed the model, the rest are the targets ``loss_of(targets, predicted)`` compares.
+    Shared by the scenario's training and the Baseline retraining."""
+    layers, _ = _keras()
+    tf = layers.tf
+
+    @tf.function(input_signature=signature)
+    def step(*tensors):
+        model_inputs = list(tensors[:n_inputs])
+        with tf.GradientTape() as tape:
+            predicted = model(model_inputs if n_inputs > 1 else model_inputs[0], training=True)
+            loss = loss_of(list(tensors[n_inputs:]), predicted)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss
+
+    return step
+
+
 def _fit(model, loss_of, inputs: list[np.ndarray], targets: list[np.ndarray], *, epochs: int, batch_size: int,
          learning_rate: float, seed: int, progress=None) -> list[float]:
     """Minimal Adam training loop: one traced step with a batch dimension of None (no retracing
@@ -167,15 +187,7 @@ def _fit(model, loss_of, inputs: list[np.ndarray], targets: list[np.ndarray], *,
     arrays = [np.ascontiguousarray(a) for a in (*inputs, *targets)]
     signature = [tf.TensorSpec((None,) + a.shape[1:], tf.as_dtype(a.dtype)) for a in arrays]
 
-    @tf.function(input_signature=signature)
-    def step(*tensors):
-        model_inputs = list(tensors[:n_inputs])
-        with tf.GradientTape() as tape:
-            predicted = model(model_inputs if n_inputs > 1 else model_inputs[0], training=True)
-            loss = loss_of(list(tensors[n_inputs:]), predicted)
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss
+    step = compiled_train_step(model, optimizer, loss_of, n_inputs, signature)
 
     rng = np.random.default_rng(seed)
     count = arrays[0].shape[0]
