@@ -8,10 +8,12 @@ Conventions
 - ``count`` counts every element; ``mean``, ``std`` (population, ddof=0), ``min`` and ``max``
   are over the finite elements only; NaN and +/-Inf are counted apart.
 - ``nonzero_fraction = 1 - zero_count / count`` (a NaN is not a zero).
-- The histogram has fixed, data-independent *symlog* bins (``HIST_EDGES``): 4 bins per decade
-  for 1e-6 <= |x| <= 1e6 on each side, and one centre bin for |x| < 1e-6. Values beyond 1e6 in
-  magnitude land in the outermost bins. Because the bins never depend on the data, merging two
-  histograms is an exact sum.
+- The histogram has fixed, data-independent *symlog* bins (``HIST_EDGES``): two bins per
+  octave, [2^e, 1.5 * 2^e) and [1.5 * 2^e, 2^(e+1)), for 2^-20 (~9.5e-7) <= |x| < 2^20 (~1.05e6)
+  on each side, and one centre bin for |x| < 2^-20. Values beyond in magnitude land in the
+  outermost bins. A value's bin is read from the exponent and the top mantissa bit of its float32
+  bit pattern: integer operations, cheap on the device and identical on the host. Because the
+  bins never depend on the data, merging two histograms is an exact sum.
 - Complex tensors are summarized as two records, ``NAME.amplitude`` and ``NAME.phase``.
 """
 
@@ -23,36 +25,32 @@ from typing import Any, Mapping
 
 import numpy as np
 
-DECADE_MIN = -6  # smallest magnitude with its own bins: 1e-6
-DECADE_MAX = 6  # largest: 1e6
-BINS_PER_DECADE = 4
-_SIDE_BINS = (DECADE_MAX - DECADE_MIN) * BINS_PER_DECADE  # bins on each side of zero
+OCTAVE_MIN = -20  # smallest magnitude with its own bins: 2^-20 ~ 9.5e-7
+OCTAVE_MAX = 20  # magnitudes from 2^20 ~ 1.05e6 up share the outermost bin
+BINS_PER_OCTAVE = 2  # split at 1.5 * 2^e: the top mantissa bit
+_SIDE_BINS = (OCTAVE_MAX - OCTAVE_MIN) * BINS_PER_OCTAVE  # bins on each side of zero
 N_BINS = 2 * _SIDE_BINS + 1
 CENTRE_BIN = _SIDE_BINS
+# (exponent field << 1 | top mantissa bit) of 2^OCTAVE_MIN in float32: the first positive bin
+_FIRST_CODE = (127 + OCTAVE_MIN) * 2
 
 
 def _symlog_edges() -> np.ndarray:
-    positive = 10.0 ** (DECADE_MIN + np.arange(_SIDE_BINS + 1) / BINS_PER_DECADE)
+    octaves = 2.0 ** np.arange(OCTAVE_MIN, OCTAVE_MAX, dtype=np.float64)
+    positive = np.append(np.stack([octaves, 1.5 * octaves], axis=1).reshape(-1), 2.0**OCTAVE_MAX)
     return np.concatenate([-positive[::-1], positive])
 
 
-HIST_EDGES: np.ndarray = _symlog_edges()  # N_BINS + 1 edges; the centre bin is [-1e-6, 1e-6)
-
-
-POSITIVE_EDGES: np.ndarray = HIST_EDGES[_SIDE_BINS + 1:]  # 1e-6 ... 1e6, float64
+HIST_EDGES: np.ndarray = _symlog_edges()  # N_BINS + 1 edges; the centre bin is [-2^-20, 2^-20)
 
 
 def _bin_index_numpy(finite_values: np.ndarray) -> np.ndarray:
-    """Bin index of each finite value, by exact float64 comparison with the edges.
-
-    The device path estimates the bin from a float32 logarithm and corrects it by the same exact
-    comparisons, so both paths agree bit for bit (logarithms from two libraries would not).
-    """
-    magnitude = np.abs(finite_values.astype(np.float64))
-    k = np.searchsorted(POSITIVE_EDGES, magnitude, side="right") - 1
-    k = np.clip(k, 0, _SIDE_BINS - 1).astype(np.int64)
-    index = np.where(finite_values >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
-    return np.where(magnitude < 10.0**DECADE_MIN, CENTRE_BIN, index)
+    """Bin index of each finite value, from its float32 bit pattern (as the device path does)."""
+    values32 = np.asarray(finite_values, dtype=np.float32)
+    code = (np.abs(values32).view(np.int32) >> 22).astype(np.int64)
+    k = np.clip(code - _FIRST_CODE, 0, _SIDE_BINS - 1)
+    index = np.where(values32 >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
+    return np.where(code < _FIRST_CODE, CENTRE_BIN, index)
 
 
 @dataclass
@@ -234,46 +232,56 @@ def reduce_tensor_tf(x):
 
     tf = _tf()
     flat = tf.reshape(x, [-1])
-    if flat.dtype == tf.bool:
-        flat = tf.cast(flat, tf.float64)
-    flat = tf.cast(flat, tf.float64)
-    # Masks instead of boolean_mask: a gather of the finite values costs more than the rest
-    # of the reduction together on CPU.
-    finite_mask = tf.math.is_finite(flat)
-    zeros = tf.zeros_like(flat)
-    finite = tf.where(finite_mask, flat, zeros)
+    if not flat.dtype.is_floating:
+        flat = tf.cast(flat, tf.float32)
+    values32 = flat if flat.dtype == tf.float32 else tf.cast(flat, tf.float32)
     count = tf.size(flat, out_type=tf.int64)
-    finite_count = tf.reduce_sum(tf.cast(finite_mask, tf.int64))
-    total = tf.reduce_sum(finite)
-    mean = tf.math.divide_no_nan(total, tf.cast(finite_count, tf.float64))
-    m2 = tf.reduce_sum(tf.where(finite_mask, tf.square(flat - mean), zeros))
-    nan_count = tf.reduce_sum(tf.cast(tf.math.is_nan(flat), tf.int64))
-    magnitude = tf.abs(finite)
-    # Bin from a cheap float32 logarithm, then corrected by exact float64 comparisons with the
-    # edges (the estimate is off by at most one bin), as the host path computes it.
-    magnitude32 = tf.cast(magnitude, tf.float32)
-    estimate = tf.floor((tf.math.log(tf.maximum(magnitude32, 1e-30)) / math.log(10.0) - DECADE_MIN)
-                        * BINS_PER_DECADE)
-    k = tf.cast(tf.clip_by_value(estimate, 0, _SIDE_BINS - 1), tf.int32)
-    edges = tf.constant(POSITIVE_EDGES, tf.float64)
-    k = k - tf.cast(magnitude < tf.gather(edges, k), tf.int32)
-    k = k + tf.cast(magnitude >= tf.gather(edges, k + 1), tf.int32)
-    k = tf.clip_by_value(k, 0, _SIDE_BINS - 1)
-    index = tf.where(finite >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
-    index = tf.where(magnitude < 10.0**DECADE_MIN, tf.constant(CENTRE_BIN, tf.int32), index)
-    index = tf.where(finite_mask, index, tf.constant(N_BINS, tf.int32))  # non-finite: dropped slot
-    hist = tf.math.bincount(index, minlength=N_BINS + 1, maxlength=N_BINS + 1, dtype=tf.int64)
+
+    # Histogram from the float32 bit pattern: (exponent << 1 | top mantissa bit) of |x|.
+    code = tf.bitwise.right_shift(tf.bitcast(tf.abs(values32), tf.int32), 22)
+    k = tf.clip_by_value(code - _FIRST_CODE, 0, _SIDE_BINS - 1)
+    index = tf.where(values32 >= 0, CENTRE_BIN + 1 + k, CENTRE_BIN - 1 - k)
+    index = tf.where(code < _FIRST_CODE, tf.constant(CENTRE_BIN, tf.int32), index)
+
+    def all_finite():
+        # The common case: no masks (they cost as much as the rest of the reduction).
+        wide = tf.cast(flat, tf.float64)
+        total = tf.reduce_sum(wide)
+        mean = total / tf.cast(tf.maximum(count, 1), tf.float64)
+        hist = tf.math.bincount(index, minlength=N_BINS, maxlength=N_BINS, dtype=tf.int64)
+        return (count, total, tf.reduce_sum(tf.square(wide - mean)),
+                tf.cast(tf.reduce_min(flat), tf.float64), tf.cast(tf.reduce_max(flat), tf.float64),
+                tf.constant(0, tf.int64), hist)
+
+    def some_nonfinite():
+        finite_mask = tf.math.is_finite(flat)
+        wide = tf.cast(flat, tf.float64)
+        zeros = tf.zeros_like(wide)
+        finite_count = tf.reduce_sum(tf.cast(finite_mask, tf.int64))
+        total = tf.reduce_sum(tf.where(finite_mask, wide, zeros))
+        mean = tf.math.divide_no_nan(total, tf.cast(finite_count, tf.float64))
+        m2 = tf.reduce_sum(tf.where(finite_mask, tf.square(wide - mean), zeros))
+        inf = tf.constant(math.inf, tf.float64)
+        low = tf.reduce_min(tf.where(finite_mask, wide, zeros + inf))
+        high = tf.reduce_max(tf.where(finite_mask, wide, zeros - inf))
+        dropped = tf.where(finite_mask, index, tf.constant(N_BINS, tf.int32))  # non-finite: a slot cut off
+        hist = tf.math.bincount(dropped, minlength=N_BINS + 1, maxlength=N_BINS + 1, dtype=tf.int64)
+        nan_count = tf.reduce_sum(tf.cast(tf.math.is_nan(flat), tf.int64))
+        return finite_count, total, m2, low, high, nan_count, hist[:N_BINS]
+
+    finite_count, total, m2, low, high, nan_count, hist = tf.cond(
+        tf.reduce_all(tf.math.is_finite(flat)), all_finite, some_nonfinite)
     return {
         "count": count,
         "finite_count": finite_count,
         "sum": total,
         "m2": m2,
-        "min": tf.reduce_min(tf.where(finite_mask, flat, tf.fill(tf.shape(flat), tf.constant(math.inf, tf.float64)))),
-        "max": tf.reduce_max(tf.where(finite_mask, flat, tf.fill(tf.shape(flat), tf.constant(-math.inf, tf.float64)))),
-        "zero_count": tf.reduce_sum(tf.cast(tf.equal(flat, 0.0), tf.int64)),
+        "min": tf.where(finite_count > 0, low, tf.constant(math.inf, tf.float64)),
+        "max": tf.where(finite_count > 0, high, tf.constant(-math.inf, tf.float64)),
+        "zero_count": tf.reduce_sum(tf.cast(tf.equal(flat, 0), tf.int64)),
         "nan_count": nan_count,
         "inf_count": count - finite_count - nan_count,
-        "hist": hist[:N_BINS],
+        "hist": hist,
     }
 
 
