@@ -543,8 +543,10 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
             fed = feed_inputs(loaded, grouping.batch(split, ids), positions=plan.positions,
                               intensity_scale=plan.intensity_scale)
             trace_inputs[plan.split] = fed
+            # The preview (one sample, downsampled) is of the reassembly layer, where the
+            # incident's patches leave the canvas; models without one get none.
             trace = trace_model(loaded.model, fed, model_name=model_name, split=plan.split,
-                                positions=plan.positions)
+                                positions=plan.positions, preview=reassembly_path)
             diagnosis.traces.append(trace)
             model_traces.append(trace)
             yield TraceDone(model_name, plan.split, trace=trace.to_dict())

@@ -32,6 +32,9 @@ def test_workbench_stream_ends_with_the_metrics(tiny_workspace_copy):
     assert names.index("DiagnosisFinished") < names.index("MetricsDone") == len(names) - 1
     finished = {(e.model, e.split) for e in events if isinstance(e, RunFinished)}
     assert ("baseline_gs1", "test") in finished and ("pinn_gs2", "train") in finished
+    traces = [e for e in events if type(e).__name__ == "TraceDone" and e.model == "baseline_gs1"]
+    previews = [layer for layer in traces[0].trace["layers"] if "preview" in layer]
+    assert [layer["path"] for layer in previews] == ["trimmed_obj"]  # the reassembly layer
     metrics = events[-1]
     assert isinstance(metrics, MetricsDone)
     models = {row["model"] for row in metrics.metrics["rows"]}
