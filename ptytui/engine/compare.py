@@ -384,7 +384,7 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
         if cancel is not None and is_cancelled(cancel):
             raise Cancelled(f"compare of {name}")
         chunk = np.arange(done, min(done + size, total))
-        batch = grouping.batch(split, chunk)
+        batch = grouping.batch(split, chunk, ground_truth=False)  # metrics use objectGuess
         fed = feed_inputs(loaded, batch, positions=positions, intensity_scale=intensity_scale)
         try:
             outputs = [o.numpy() for o in function(call_inputs(fed))]
@@ -504,7 +504,9 @@ def _one_line(exc: BaseException) -> str:
     one_line = getattr(exc, "one_line", None)
     if callable(one_line):
         return one_line()
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    from ptytui.engine.inference import _one_line as engine_one_line  # noqa: PLC0415
+
+    return engine_one_line(exc)  # TF graph errors without their flattened traceback
 
 
 def compare_workspace(session, *, split: str | None = None, decision: Any = "current",

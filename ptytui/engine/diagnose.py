@@ -540,7 +540,7 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
             yield DiagnosisStage(model_name, plan.split, stage="trace",
                                  message=f"tracing {model_name} on {plan.split}")
             ids = np.arange(min(trace_samples, len(grouping)))
-            fed = feed_inputs(loaded, grouping.batch(split, ids), positions=plan.positions,
+            fed = feed_inputs(loaded, grouping.batch(split, ids, ground_truth=False), positions=plan.positions,
                               intensity_scale=plan.intensity_scale)
             trace_inputs[plan.split] = fed
             # The preview (one sample, downsampled) is of the reassembly layer, where the

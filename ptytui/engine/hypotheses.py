@@ -90,7 +90,7 @@ def batch_coupling_check(loaded_model, split, grouping, *, model: str, positions
     from ptytui.engine.interventions import model_outputs  # noqa: PLC0415
 
     ids = np.arange(min(batch_size, len(grouping))) if group_ids is None else np.asarray(group_ids)
-    batch = grouping.batch(split, ids)
+    batch = grouping.batch(split, ids, ground_truth=False)
     fed = feed_inputs(loaded_model, batch, positions=positions or "relative",
                       intensity_scale=intensity_scale)
     batched = model_outputs(loaded_model, fed)

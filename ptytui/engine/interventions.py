@@ -248,7 +248,7 @@ def run_interventions(loaded_model, split, grouping, *, model: str, positions: s
     """
     positions = positions or "relative"
     ids = np.arange(min(n_samples, len(grouping))) if group_ids is None else np.asarray(group_ids)
-    batch = grouping.batch(split, ids)
+    batch = grouping.batch(split, ids, ground_truth=False)
     from ptytui.engine.inference import feed_inputs  # noqa: PLC0415
 
     base_fed = feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
