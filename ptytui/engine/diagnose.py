@@ -62,6 +62,7 @@ from ptytui.engine.hypotheses import (
     dead_layers,
     kernel_problems,
 )
+from ptytui.engine.inference import is_cancelled
 from ptytui.engine.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.engine.trace import Trace, compare_traces, trace_model
 from ptytui.errors import Cancelled, InputError
@@ -328,12 +329,6 @@ def intensity_check(split, n_patterns: int = 64) -> dict[str, Any]:
 # ---- the run ------------------------------------------------------------------------------------
 
 
-def _is_cancelled(cancel) -> bool:
-    from ptytui.engine.inference import is_cancelled  # noqa: PLC0415
-
-    return is_cancelled(cancel)
-
-
 def _as_workspace(workspace):
     if hasattr(workspace, "models") and hasattr(workspace, "splits"):
         return workspace
@@ -377,7 +372,7 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
         diagnosis.workspace_hash = None
 
     def check_cancel():
-        if _is_cancelled(cancel):
+        if is_cancelled(cancel):
             raise Cancelled("diagnosis")
 
     def raised(finding: Finding) -> FindingRaised:

@@ -474,8 +474,9 @@ def _predict(model, inputs, batch_size: int = 256) -> list[np.ndarray]:
 def predicted_visible_fraction(offsets_xy: np.ndarray, N: int) -> float:
     """Mean over patches of (1 - |dx|/N)(1 - |dy|/N), each factor clipped at 0: the share of a
     crop that a patch translated by (dx, dy) still covers (gridsize 1)."""
-    offsets_xy = np.asarray(offsets_xy, np.float64).reshape(-1, 2)
-    visible = np.clip(1 - np.abs(offsets_xy[:, 0]) / N, 0, None) * np.clip(1 - np.abs(offsets_xy[:, 1]) / N, 0, None)
+    from ptytui.engine.geometry import visible_fraction  # noqa: PLC0415  (the one formula)
+
+    visible = visible_fraction(np.asarray(offsets_xy, np.float64).reshape(-1, 2), N)
     return float(visible.mean()) if visible.size else float("nan")
 
 
