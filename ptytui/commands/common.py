@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable
-
-import typer
+from typing import Any
 
 from ptytui.errors import UsageError
 
@@ -135,13 +133,3 @@ class StderrProgress:
             result = event.result
             self.log(f"{event.model} / {event.split}: {result.n_samples} groups, positions "
                      f"{result.positions}, done in {result.seconds:.2f} s")
-
-
-def option_list(values: Iterable[str] | None) -> list[str] | None:
-    values = [v for v in (values or []) if v]
-    return values or None
-
-
-def exit_with(code: int) -> None:
-    if code:
-        raise typer.Exit(code)

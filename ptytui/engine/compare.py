@@ -148,9 +148,10 @@ class ComparedModel:
             # The tidy CSV has no room for a mark: one more scalar row says these numbers are
             # the train split's, accepted by decision.
             rows.append({"model": model_id, "metric": "train_only", "amplitude": "", "phase": "", "value": 1})
+        summary = metrics.to_dict()
         return cls(model_id=model_id, name=name, label=label, kind=kind, split=split, status=status,
-                   rows=rows, frc_rows=metrics.frc_rows(), metrics=metrics.to_dict(),
-                   flags=[dict(f) for f in metrics.to_dict()["flags"]], **extra)
+                   rows=rows, frc_rows=metrics.frc_rows(), metrics=summary,
+                   flags=[dict(f) for f in summary["flags"]], **extra)
 
     def value(self, component: str, metric: str) -> float | None:
         """One metric value (``component`` "amplitude" / "phase" / "value"), None when empty."""
@@ -320,12 +321,9 @@ def _compiled_call(model):
     from ptytui.engine.tfload import tf as _tf  # noqa: PLC0415
 
     def call(inputs):
-        outputs = model(inputs, training=False)
-        if isinstance(outputs, dict):
-            outputs = [outputs[k] for k in sorted(outputs)]
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        return list(outputs)
+        from ptytui.engine.inference import flat_outputs  # noqa: PLC0415
+
+        return flat_outputs(model(inputs, training=False))
 
     return _tf().function(call, reduce_retracing=True)
 

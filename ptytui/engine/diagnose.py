@@ -229,18 +229,6 @@ class Diagnosis:
     def findings_with(self, finding_id: str) -> list[Finding]:
         return [f for f in self.findings if f.id == finding_id]
 
-    def trace(self, model: str, split: str) -> Trace | None:
-        for t in self.traces:
-            if t.model == model and t.split == split:
-                return t
-        return None
-
-    def run(self, model: str, split: str) -> RunResult | None:
-        for r in self.runs:
-            if r.model == model and r.split == split:
-                return r
-        return None
-
     def to_dict(self, *, full_traces: bool = False) -> dict[str, Any]:
         """The ``diagnose --json`` document (workspace, findings, seconds, and what was measured)."""
         return _clean({
@@ -462,7 +450,6 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
         yield CardRead(model_name, "", card=card_dict)
         label = entry.label
         baseline = is_baseline_label(label)
-        positions_mode = entry.positions or "relative"
         scale_setting = entry.intensity_scale if entry.intensity_scale is not None else "apply"
         roles = input_roles(loaded)
         pos_name = roles.get("positions")

@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ptytui.engine.inference import _one_line
 from ptytui.errors import Cancelled, UsageError
 
 __all__ = [
@@ -143,8 +144,7 @@ def _diagnose(session, *, cancel=None) -> tuple[dict | None, str, Any]:
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - the report says so instead of failing
-        return None, (f"not run: the diagnosis failed ({type(exc).__name__}: "
-                      f"{' '.join(str(exc).split())[:200]})"), None
+        return None, f"not run: the diagnosis failed ({_one_line(exc)})", None
     return document, "run by the export (ptytui.engine.diagnose)", result
 
 
@@ -633,7 +633,7 @@ def write_debug_dump(session, model: str, split: str, path: Path, *, groups: int
     ``input__NAME`` (as fed), ``output__NAME``, ``positions_absolute`` (B, C, 2) [x, y],
     ``pattern_indices`` (B, C), ``group_indices`` (B,), ``meta_json`` (a JSON string)."""
     from ptytui.engine.atomic import atomic_open  # noqa: PLC0415
-    from ptytui.engine.inference import call_inputs, feed_inputs, resolve_intensity_scale  # noqa: PLC0415
+    from ptytui.engine.inference import call_inputs, feed_inputs, flat_outputs, resolve_intensity_scale  # noqa: PLC0415
 
     loaded = session.model(model)
     entry = session.model_entry(model)
@@ -644,11 +644,7 @@ def write_debug_dump(session, model: str, split: str, path: Path, *, groups: int
     positions = entry.positions or "relative"
     scale = entry.intensity_scale if entry.intensity_scale is not None else "apply"
     fed = feed_inputs(loaded, batch, positions=positions, intensity_scale=scale)
-    outputs = loaded.model(call_inputs(fed), training=False)
-    if isinstance(outputs, dict):
-        outputs = [outputs[k] for k in sorted(outputs)]
-    if not isinstance(outputs, (list, tuple)):
-        outputs = [outputs]
+    outputs = flat_outputs(loaded.model(call_inputs(fed), training=False))
     names = [o["name"] for o in loaded.card.outputs] or []
     arrays: dict[str, np.ndarray] = {}
     for name, value in fed.items():
@@ -1000,7 +996,7 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
                 written.append(write_debug_dump(session, model, split, target))
                 say(f"wrote {target.name}")
             except Exception as exc:  # noqa: BLE001
-                notes.append(f"debug dump of {model}/{split} not written: {type(exc).__name__}: {exc}")
+                notes.append(f"debug dump of {model}/{split} not written: {_one_line(exc)}")
     if "png" in chosen:
         for name, draw in ((FIGURE_RECONSTRUCTIONS, lambda p: figure_reconstructions(session, inputs.comparison, p)),
                            (FIGURE_LAYERS, lambda p: figure_layers(session, p)),
@@ -1009,7 +1005,7 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
             try:
                 result = draw(folder / name)
             except Exception as exc:  # noqa: BLE001 - a figure must not sink the report
-                notes.append(f"figure {name} not drawn: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                notes.append(f"figure {name} not drawn: {_one_line(exc)}")
                 continue
             if result is None:
                 notes.append(f"figure {name} not drawn: nothing to show")

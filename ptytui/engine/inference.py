@@ -115,6 +115,15 @@ def feed_inputs(loaded_model, batch, *, positions: str | None = "relative",
 OOM_MARKERS = ("ResourceExhaustedError", "RESOURCE_EXHAUSTED", "OOM when allocating", "Out of memory")
 
 
+def flat_outputs(outputs) -> list:
+    """A model's outputs as a list: a dict by sorted key, a lone tensor as a list of one."""
+    if isinstance(outputs, dict):
+        return [outputs[k] for k in sorted(outputs)]
+    if not isinstance(outputs, (list, tuple)):
+        return [outputs]
+    return list(outputs)
+
+
 def call_inputs(fed: dict):
     """What to pass to ``model(...)``: the lone tensor for a single-input model (Keras warns
     about a dict there), else the dict keyed by input name."""
@@ -142,11 +151,7 @@ class _Step:
         self.output_names = [o["name"] for o in loaded_model.card.outputs] or ["output"]
 
         def step(inputs):
-            outputs = model(call_inputs(inputs), training=False)
-            if isinstance(outputs, dict):
-                outputs = [outputs[k] for k in sorted(outputs)]
-            if not isinstance(outputs, (list, tuple)):
-                outputs = [outputs]
+            outputs = flat_outputs(model(call_inputs(inputs), training=False))
             reductions = {}
             for name, tensor in inputs.items():
                 reductions.update(reduce_named_tf(name, tensor))
@@ -214,6 +219,8 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
         yield RunFailed(model_name, split_name, message=f"cannot compile the model: {_one_line(exc)}")
         return
     accumulator = StatsAccumulator()
+    # feed_inputs feeds every input of the card (or raises), so these name the input records.
+    input_names = {spec["name"] for spec in loaded_model.card.inputs}
     notes: list[str] = []
     started = time.perf_counter()
     done = 0
@@ -250,21 +257,26 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                 outputs={n: f.numpy()[0] for n, f in zip(step._names(len(firsts)), firsts)},
                 index=int(chunk[0]))
             yield first_patch
-        snapshot = accumulator.snapshot()
-        input_names = set(fed)
+        input_records, output_records = _split_records(accumulator.snapshot(), input_names)
         yield BatchDone(model_name, split_name, done=done, total=total,
-                        inputs={k: v for k, v in snapshot.items() if k.split(".")[0] in input_names},
-                        outputs={k: v for k, v in snapshot.items() if k.split(".")[0] not in input_names},
+                        inputs=input_records, outputs=output_records,
                         seconds=time.perf_counter() - started)
-    records = accumulator.snapshot()
-    input_names = {spec["name"] for spec in loaded_model.card.inputs}
+    input_records, output_records = _split_records(accumulator.snapshot(), input_names)
     result = RunResult(
         model=model_name, split=split_name, positions=positions, n_samples=total, batches=batches,
         seconds=time.perf_counter() - started,
-        inputs={k: v for k, v in records.items() if k.split(".")[0] in input_names},
-        outputs={k: v for k, v in records.items() if k.split(".")[0] not in input_names},
+        inputs=input_records, outputs=output_records,
         batch_size=batch_size, intensity_scale=scale, notes=notes, first_patch=first_patch)
     yield RunFinished(model_name, split_name, result=result)
+
+
+def _split_records(records: dict, input_names: set) -> tuple[dict, dict]:
+    """(input records, output records): a record NAME or NAME.amplitude / NAME.phase belongs to
+    the inputs when NAME is one of the model's inputs."""
+    inputs, outputs = {}, {}
+    for name, record in records.items():
+        (inputs if name.split(".")[0] in input_names else outputs)[name] = record
+    return inputs, outputs
 
 
 def run_to_result(events: Iterator[EngineEvent], on_event: Callable[[EngineEvent], Any] | None = None

@@ -129,21 +129,13 @@ def output_names(loaded_model, n: int) -> list[str]:
     return names
 
 
-def _flat_outputs(outputs) -> list:
-    if isinstance(outputs, dict):
-        return [outputs[k] for k in sorted(outputs)]
-    if not isinstance(outputs, (list, tuple)):
-        return [outputs]
-    return list(outputs)
-
-
 _FORWARD: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 
 
 def _forward(loaded_model, fed: dict[str, np.ndarray]) -> list:
     """One forward pass through a compiled function with a free batch dimension, cached per
     model: the re-runs and the batch-1 comparison (17 calls) then cost one graph build."""
-    from ptytui.engine.inference import call_inputs  # noqa: PLC0415
+    from ptytui.engine.inference import call_inputs, flat_outputs  # noqa: PLC0415
     from ptytui.engine.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
@@ -157,7 +149,7 @@ def _forward(loaded_model, fed: dict[str, np.ndarray]) -> list:
 
         def forward(*tensors):
             inputs = dict(zip(names, tensors))
-            return _flat_outputs(model(call_inputs(inputs), training=False))
+            return flat_outputs(model(call_inputs(inputs), training=False))
 
         cache[key] = tf.function(forward, input_signature=signature, autograph=False)
     return list(cache[key](*arrays))

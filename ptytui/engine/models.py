@@ -208,9 +208,6 @@ class LoadedModel:
     fallback: str | None
     params: dict | None = None
 
-    def input_roles(self) -> dict[str, str | None]:
-        return input_roles(self)
-
 
 class MissingCustomClasses(InputError, MissingDependency):
     """The model refers to custom classes that are not importable (exit 2, one line)."""

@@ -211,16 +211,7 @@ def complex_stats_of_array(values: np.ndarray) -> dict[str, TensorStats]:
     return {"amplitude": stats_of_array(np.abs(values)), "phase": stats_of_array(np.angle(values))}
 
 
-def record_names(name: str, is_complex: bool) -> list[str]:
-    """The record names a tensor called ``name`` produces."""
-    return [f"{name}.amplitude", f"{name}.phase"] if is_complex else [name]
-
-
 # ---- device path (TensorFlow) ------------------------------------------------------------
-
-REDUCTION_KEYS = ("count", "finite_count", "sum", "m2", "min", "max", "zero_count", "nan_count",
-                  "inf_count", "hist")
-
 
 def reduce_tensor_tf(x):
     """Reduce a real tensor to a dict of small tensors, on whatever device holds it.

@@ -200,10 +200,6 @@ class Trace:
     def paths(self) -> list[str]:
         return [entry.path for entry in self.layers]
 
-    def children(self, path: str | None) -> list[LayerTrace]:
-        """Entries directly inside the nested model at ``path`` (None: the top level)."""
-        return [entry for entry in self.layers if entry.parent == path]
-
     def first_nonfinite(self) -> LayerTrace | None:
         """The earliest entry whose output holds NaN or Inf."""
         for entry in self.layers:
