@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ptytui.errors import InputError, UsageError
+from ptytui.errors import UsageError
 
 WORKSPACE_KEY = "ptytui.workspace"
 FIRST_FRAME_ENV = "PTYTUI_FIRST_FRAME_FILE"  # startup benchmark: note the first frame, then quit
@@ -60,20 +60,10 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def resolve_workspace(path: Path) -> tuple[str, Path, Path]:
     """(label, workspace path, session folder) of a workspace, checked without importing TF."""
-    try:
-        from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
-    except ImportError:
-        load_workspace = None
-    if load_workspace is not None:
-        workspace = load_workspace(path)
-        return str(workspace.name), path, Path(workspace.session_dir)
-    # Until the workspace module exists: a folder with ptytui.toml, or the toml itself.
-    toml = path / "ptytui.toml" if path.is_dir() else path
-    if not toml.is_file():
-        found = "a folder without ptytui.toml" if path.is_dir() else "nothing there"
-        raise InputError(path, "a workspace folder holding ptytui.toml (or the toml file)", found,
-                         hint="`ptytui demo` builds the incident scenario workspace")
-    return toml.parent.name, path, toml.parent / "session"
+    from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+
+    workspace = load_workspace(path)
+    return str(workspace.name), path, Path(workspace.session_dir)
 
 
 def register(app: typer.Typer) -> None:
@@ -130,6 +120,7 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
 
     from ptytui.screens.feeds import recording_feed, replay_feed, workspace_feed  # noqa: PLC0415
 
+    export_writer = None  # a replay has no workspace to export from
     if replay is not None:
         feed = replay_feed(replay)
         label, session_dir = Path(replay).stem, Path.cwd() / "session"
@@ -138,6 +129,10 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     else:
         label, path, session_dir = resolve_workspace(Path(workspace_arg) if workspace_arg else Path.cwd())
         feed = workspace_feed(path, trust=trust, batch_size=batch_size, n_groups=n_groups, seed=seed)
+        # The Export screen's write action: numpy and the standard library only, no TF at import.
+        from ptytui.engine.export import WorkspaceExportWriter  # noqa: PLC0415
+
+        export_writer = WorkspaceExportWriter(path, trust=trust, seed=seed, batch_size=batch_size)
     if record is not None:
         feed = recording_feed(feed, record)
 
@@ -145,6 +140,7 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
 
     first_frame = os.environ.get(FIRST_FRAME_ENV)
     app = WorkbenchApp(feed, workspace_label=label, session_dir=session_dir, theme=theme,
+                       export_writer=export_writer,
                        first_frame_file=first_frame or None)
     if screenshots is not None:
         import asyncio  # noqa: PLC0415

@@ -148,17 +148,8 @@ def workspace_feed(workspace: str | Path, **session_options: Any) -> EngineFeed:
     def feed(cancel: threading.Event) -> Iterator[object]:
         from ptytui.engine.session import Session  # noqa: PLC0415
 
-        session = Session.open(workspace, **session_options)
-        if hasattr(session, "events"):
-            yield from session.events(cancel)
-            return
-        try:
-            from ptytui.engine.diagnose import diagnose_events  # noqa: PLC0415
-        except ImportError:  # an engine without the diagnosis: statistics only
-            yield from session.stats_events(session.plan(), cancel=cancel)
-            return
-        # Statistics of every model x split, trace, geometry, counterfactuals, findings.
-        yield from diagnose_events(session.workspace, cancel=cancel, session=session)
+        # Statistics of every model x split, trace, geometry, counterfactuals, findings, metrics.
+        yield from Session.open(workspace, **session_options).events(cancel)
 
     return feed
 

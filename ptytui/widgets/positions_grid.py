@@ -67,6 +67,7 @@ def legend(view: PositionsView) -> Text:
     """One line: how many offsets fall off the canvas, predicted vs observed visible fraction."""
     offsets = view.offsets
     half = float(view.patch or 0)
+    off = 0
     if offsets.size and half:
         off = int((~((np.abs(offsets[:, 0]) < half) & (np.abs(offsets[:, 1]) < half))).sum())
         count = f"{off}/{len(offsets)} off canvas"
