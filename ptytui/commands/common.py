@@ -50,6 +50,8 @@ def open_session(workspace: Path | None, model: list[str] | None, data: list[str
     from ptytui.engine.session import Session, Shard  # noqa: PLC0415
     from ptytui.engine.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
 
+    if positions is not None and positions not in ("absolute", "relative", "zero"):
+        raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
     if n_groups is not None and n_groups < 1:

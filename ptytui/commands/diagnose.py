@@ -65,10 +65,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
     ) -> None:
         from ptytui.commands.common import StderrProgress, emit_json, open_session  # noqa: PLC0415
-        from ptytui.errors import UsageError  # noqa: PLC0415
 
-        if positions is not None and positions not in ("absolute", "relative", "zero"):
-            raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
         session = open_session(workspace, model, data, positions=positions, trust=trust, seed=seed,
                                n_groups=n_groups, batch_size=batch_size)
         if model_name:

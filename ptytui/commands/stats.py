@@ -98,8 +98,6 @@ def register(app: typer.Typer) -> None:
 
         if zero_gate is not None and not 0.0 <= zero_gate <= 1.0:
             raise UsageError(f"--zero-gate: expected a fraction in [0, 1], found {zero_gate}")
-        if positions is not None and positions not in ("absolute", "relative", "zero"):
-            raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
         session = open_session(workspace, model, data, positions=positions, trust=trust, seed=seed,
                                n_groups=n_groups, batch_size=batch_size, shard=shard)
         plans = session.plan(models=model_name, splits=split, positions=positions)

@@ -67,8 +67,6 @@ def register(app: typer.Typer) -> None:
         from ptytui.commands.common import emit_json, open_session  # noqa: PLC0415
         from ptytui.errors import UsageError  # noqa: PLC0415
 
-        if positions is not None and positions not in ("absolute", "relative", "zero"):
-            raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
         if n_samples < 1:
             raise UsageError(f"--n-samples: expected a positive integer, found {n_samples}")
         session = open_session(workspace, model, data, positions=positions, trust=trust, seed=seed)

@@ -80,6 +80,7 @@ class Session:
         self._splits: dict[str, object] = {}
         self._groupings: dict[tuple[str, int], object] = {}
         self._models: dict[str, object] = {}
+        self._cards: dict[str, object] = {}  # cards of models not loaded yet (for the gridsize)
 
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
@@ -122,7 +123,12 @@ class Session:
             return int(entry.gridsize)
         from ptytui.engine.models import read_card  # noqa: PLC0415
 
-        card = self._models[name].card if name in self._models else read_card(entry.path, trust=self.trust)
+        if name in self._models:
+            card = self._models[name].card
+        else:  # read once: bundles are zips inside zips, and run() asks more than once
+            if name not in self._cards:
+                self._cards[name] = read_card(entry.path, trust=self.trust)
+            card = self._cards[name]
         return int(card.gridsize or 1)
 
     def grouping(self, split_name: str, gridsize: int):
