@@ -52,6 +52,10 @@ def _make_screen(mode: str) -> Callable[[], WorkbenchScreen]:
     return lambda: screen_class(mode)()
 
 
+# Modules the first frame must not import (each costs 50-5000 ms): TensorFlow and Keras load in
+# the engine's worker, numpy with the first engine event, pydantic never (typer < 0.29).
+FIRST_FRAME_EXCLUDED = ("tensorflow", "keras", "numpy", "pydantic")
+
 SCREEN_ABOUT = (
     "runs, live statistics, first patches, model cards, positions vs canvas",
     "layer tree by health, layer details per split, first collapse",
@@ -212,6 +216,8 @@ class WorkbenchApp(App[int]):
         self.first_frame_file.write_text(json.dumps({
             "first_frame_unix_s": time.time(),
             "tensorflow_imported": "tensorflow" in sys.modules,
+            # What the first frame must not wait for: the engine's imports load in the worker.
+            "heavy_modules": sorted(name for name in FIRST_FRAME_EXCLUDED if name in sys.modules),
         }))
         self.exit(0)
 

@@ -82,17 +82,21 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _click_exception_type():
-    """click's base exception: typer may carry its own copy of click instead of the package."""
+    """The click exception class typer raises: its own copy of click (typer >= 0.26), else click's.
+
+    The copy is tried first: click may be installed for another package and then is not the one
+    typer raises from.
+    """
     try:
-        import click  # noqa: PLC0415
+        from typer._click.exceptions import ClickException  # noqa: PLC0415
 
-        return click.ClickException
-    except ModuleNotFoundError:
+        return ClickException
+    except ImportError:
         try:
-            from typer._click.exceptions import ClickException  # noqa: PLC0415
+            import click  # noqa: PLC0415
 
-            return ClickException
-        except ImportError:  # pragma: no cover - depends on typer's layout
+            return click.ClickException
+        except ModuleNotFoundError:  # pragma: no cover - depends on typer's layout
             return None
 
 

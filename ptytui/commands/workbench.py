@@ -129,10 +129,7 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     else:
         label, path, session_dir = resolve_workspace(Path(workspace_arg) if workspace_arg else Path.cwd())
         feed = workspace_feed(path, trust=trust, batch_size=batch_size, n_groups=n_groups, seed=seed)
-        # The Export screen's write action: numpy and the standard library only, no TF at import.
-        from ptytui.engine.export import WorkspaceExportWriter  # noqa: PLC0415
-
-        export_writer = WorkspaceExportWriter(path, trust=trust, seed=seed, batch_size=batch_size)
+        export_writer = DeferredExportWriter(path, trust=trust, seed=seed, batch_size=batch_size)
     if record is not None:
         feed = recording_feed(feed, record)
 
@@ -152,6 +149,32 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
         app.run(headless=True)
         return 0
     return run_workbench(app)
+
+
+class DeferredExportWriter:
+    """The Export screen's write action, ``engine.export.WorkspaceExportWriter`` built on first use.
+
+    The export module loads numpy and the engine's helpers; building the writer when the Export
+    screen first asks for it keeps them out of the first frame.
+    """
+
+    def __init__(self, workspace_path: Path, **options) -> None:
+        self.workspace_path = workspace_path
+        self.options = options
+        self._writer = None
+
+    def writer(self):
+        if self._writer is None:
+            from ptytui.engine.export import WorkspaceExportWriter  # noqa: PLC0415
+
+            self._writer = WorkspaceExportWriter(self.workspace_path, **self.options)
+        return self._writer
+
+    def plan(self, state=None) -> list[str]:
+        return self.writer().plan(state)
+
+    def __call__(self, state=None) -> list[str]:
+        return self.writer()(state)
 
 
 def _check_theme(theme: str) -> None:

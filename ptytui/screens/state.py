@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import numpy as np
+if TYPE_CHECKING:  # numpy and the stats record load with the first event, not the first frame
+    import numpy as np
 
-from ptytui.engine.stats import TensorStats
+    from ptytui.engine.stats import TensorStats
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 DECISION_OPTIONS = (
@@ -84,6 +85,8 @@ def _as_dict(value: Any) -> Any:
 
 def _records(value: Any) -> dict[str, TensorStats]:
     """{name: TensorStats} from records or STATS dicts."""
+    from ptytui.engine.stats import TensorStats  # noqa: PLC0415
+
     out: dict[str, TensorStats] = {}
     for name, record in (value or {}).items():
         out[name] = record if isinstance(record, TensorStats) else TensorStats.from_dict(record)
@@ -258,6 +261,8 @@ class WorkbenchState:
         return {"runs"}
 
     def _on_FirstPatch(self, event) -> set[str]:
+        import numpy as np  # noqa: PLC0415
+
         run = self.run(event.model, event.split)
         run.first_patch_inputs = {k: np.asarray(v) for k, v in (event.inputs or {}).items()}
         run.first_patch_outputs = {k: np.asarray(v) for k, v in (event.outputs or {}).items()}
@@ -335,6 +340,8 @@ class WorkbenchState:
         return {"traces"}
 
     def _on_PositionsMeasured(self, event) -> set[str]:
+        import numpy as np  # noqa: PLC0415
+
         geometry = _field(event, "geometry")
         if geometry is not None and not isinstance(geometry, Mapping):
             # The engine's SplitGeometry: offsets (G, C, 2), canvas.patch / canvas.canvas.
@@ -487,6 +494,8 @@ def _as_preview(preview: Any) -> tuple[str, np.ndarray] | None:
     image = preview.get("image") if isinstance(preview, Mapping) else getattr(preview, "image", None)
     if path is None or image is None:
         return None
+    import numpy as np  # noqa: PLC0415
+
     image = np.asarray(image)
     return str(path), (np.abs(image) if np.iscomplexobj(image) else image.astype(np.float64))
 

@@ -7,12 +7,12 @@ well as a colour, so a terminal without colour (NO_COLOR) still tells them apart
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import numpy as np
 from rich.text import Text
 
-from ptytui.engine.stats import HIST_EDGES, TensorStats
+if TYPE_CHECKING:  # the stats record (and numpy) load with the first event, not the first frame
+    from ptytui.engine.stats import TensorStats
 
 SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
 HEALTH_SYMBOL = {"error": "✗", "warning": "!", "healthy": "✓", "unknown": "·", "info": "i"}
@@ -70,6 +70,8 @@ def histogram_sparkline(record: TensorStats, width: int = 12) -> str:
 
     Counts are shown on a square-root scale so that a few outliers stay visible beside the bulk.
     """
+    import numpy as np  # noqa: PLC0415
+
     first, last = record.histogram_span()
     if last < first:
         return " " * width
@@ -84,6 +86,8 @@ def histogram_sparkline(record: TensorStats, width: int = 12) -> str:
 
 def histogram_span_label(record: TensorStats) -> str:
     """The value range the sparkline covers, e.g. '1e-3..5.6' (symlog bin edges)."""
+    from ptytui.engine.stats import HIST_EDGES  # noqa: PLC0415
+
     first, last = record.histogram_span()
     if last < first:
         return "empty"
@@ -95,6 +99,8 @@ def stats_health(record: TensorStats | Mapping[str, Any] | None, *, is_output: b
     if record is None:
         return "unknown"
     if isinstance(record, Mapping):
+        from ptytui.engine.stats import TensorStats  # noqa: PLC0415
+
         record = TensorStats.from_dict(record)
     if not record.count:
         return "unknown"

@@ -7,18 +7,24 @@ patch reads as "all zero" rather than as a dark picture.
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
 from ptytui.widgets.format import number
 
+if TYPE_CHECKING:  # numpy loads with the first patch, not the first frame
+    import numpy as np
+
 KINDS = ("amplitude", "log", "phase")
 
 
 def to_rgb(array: np.ndarray, kind: str) -> np.ndarray:
     """(H, W) real array -> (H, W, 3) uint8 image for the given kind."""
+    import numpy as np  # noqa: PLC0415
+
     values = np.asarray(array, dtype=np.float64)
     values = np.where(np.isfinite(values), values, 0.0)
     if kind == "phase":
@@ -33,6 +39,8 @@ def to_rgb(array: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _hsv_to_rgb(hue: np.ndarray, saturation: float, value: float) -> np.ndarray:
+    import numpy as np  # noqa: PLC0415
+
     h6 = (hue % 1.0) * 6
     sector = np.floor(h6).astype(int) % 6
     f = h6 - np.floor(h6)
@@ -48,6 +56,8 @@ def _hsv_to_rgb(hue: np.ndarray, saturation: float, value: float) -> np.ndarray:
 
 def plane(array: np.ndarray, kind: str) -> np.ndarray:
     """The 2-D plane to draw: first channel of channel-last data; |z| or angle(z) if complex."""
+    import numpy as np  # noqa: PLC0415
+
     data = np.asarray(array)
     while data.ndim > 2:
         data = data[..., 0]
@@ -74,6 +84,8 @@ class PatchImage(Widget):
 
     def show(self, array: np.ndarray | None) -> None:
         """Draw this array (None: an empty slot)."""
+        import numpy as np  # noqa: PLC0415
+
         self._rendered = None
         if array is None:
             self._plane = None
@@ -135,6 +147,7 @@ class PatchStrip(Widget):
         return self._rendered
 
     def _build(self) -> RenderableType:
+        import numpy as np  # noqa: PLC0415
         from rich.console import Group  # noqa: PLC0415
         from rich.table import Table  # noqa: PLC0415
 

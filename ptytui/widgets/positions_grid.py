@@ -7,13 +7,17 @@ leaves the crop entirely and the output there is exactly zero). y grows downward
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
 from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
 from ptytui.screens.state import PositionsView
 from ptytui.widgets.format import percent
+
+if TYPE_CHECKING:  # numpy loads with the first positions, not the first frame
+    import numpy as np
 
 WINDOW_STYLE = "on #1d3b2a"
 VISIBLE_STYLE = "bold green"
@@ -22,6 +26,8 @@ OFF_STYLE = "bold red"
 
 def grid_lines(view: PositionsView, width: int, height: int) -> list[Text]:
     """The grid as ``height`` lines of ``width`` cells."""
+    import numpy as np  # noqa: PLC0415
+
     offsets = view.offsets
     half = float(view.patch or 0)
     xs = offsets[:, 0] if offsets.size else np.zeros(0)
@@ -65,6 +71,8 @@ def grid_lines(view: PositionsView, width: int, height: int) -> list[Text]:
 
 def legend(view: PositionsView) -> Text:
     """One line: how many offsets fall off the canvas, predicted vs observed visible fraction."""
+    import numpy as np  # noqa: PLC0415
+
     offsets = view.offsets
     half = float(view.patch or 0)
     off = 0

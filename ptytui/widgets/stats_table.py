@@ -6,13 +6,12 @@ as sparklines of their occupied symlog bins, so the table fits 80 columns. No en
 
 from __future__ import annotations
 
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ptytui.engine.stats import TensorStats
 from ptytui.widgets.format import (
     HEALTH_STYLE,
     compact,
@@ -21,6 +20,9 @@ from ptytui.widgets.format import (
     percent,
     stats_health,
 )
+
+if TYPE_CHECKING:
+    from ptytui.engine.stats import TensorStats
 
 COLUMNS = ("record", "mean", "std", "min", "max", "nonzero", "NaN/Inf")
 

@@ -44,12 +44,24 @@ def test_command_names_are_not_taken_for_a_workspace(capsys):
     assert "Usage" in capsys.readouterr().out
 
 
-def test_the_first_frame_is_drawn_before_tensorflow_is_imported(tmp_path):
+def first_frame_record(args: list[str], tmp_path: Path) -> dict:
     marker = tmp_path / "first_frame.json"
-    result = run_python(f"from ptytui.cli import main; raise SystemExit(main(['--replay', {str(INCIDENT)!r}]))",
+    result = run_python(f"from ptytui.cli import main; raise SystemExit(main({args!r}))",
                         env={"PTYTUI_FIRST_FRAME_FILE": str(marker)})
     assert result.returncode == 0, result.stderr
-    assert json.loads(marker.read_text())["tensorflow_imported"] is False
+    return json.loads(marker.read_text())
+
+
+def test_the_first_frame_of_a_replay_waits_for_neither_tensorflow_nor_numpy(tmp_path):
+    record = first_frame_record(["--replay", str(INCIDENT)], tmp_path)
+    assert record["tensorflow_imported"] is False
+    assert record["heavy_modules"] == []
+
+
+def test_the_first_frame_of_a_workspace_waits_for_neither_tensorflow_nor_numpy(tiny_workspace_copy, tmp_path):
+    # The live path also builds the engine feed and the Export screen's writer before the app.
+    record = first_frame_record([str(tiny_workspace_copy)], tmp_path)
+    assert record["heavy_modules"] == []
 
 
 def test_screenshots_of_every_screen(tmp_path, capsys):
