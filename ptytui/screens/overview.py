@@ -41,14 +41,20 @@ class RunPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         # Few widgets per panel: restyling cost grows with the number of widgets on screen.
-        yield Static("", classes="run-progress")
-        yield StatsTable()
+        # Kept by reference: on_mount may run before the nested ones are attached (no query).
+        self._progress = Static("", classes="run-progress")
+        self._stats = StatsTable()
+        self._histograms = Static("", classes="run-histograms")
+        self._trend = Sparkline([], summary_function=max)
+        self._patches = PatchStrip([("input", "log"), ("amplitude", "amplitude"), ("phase", "phase")],
+                                   classes="run-patches")
+        yield self._progress
+        yield self._stats
         with Horizontal(classes="run-lower"):
             with Vertical(classes="run-charts"):
-                yield Static("", classes="run-histograms")
-                yield Sparkline([], summary_function=max)
-            yield PatchStrip([("input", "log"), ("amplitude", "amplitude"), ("phase", "phase")],
-                             classes="run-patches")
+                yield self._histograms
+                yield self._trend
+            yield self._patches
 
     def on_mount(self) -> None:
         self._draw()
@@ -70,21 +76,21 @@ class RunPanel(Vertical):
         progress.add_column()
         progress.add_row(RichProgressBar(total=run.total or 1, completed=run.done, width=32),
                          Text(f"{run.done}/{run.total} {run.status}", style=STATUS_STYLE.get(run.status, "")))
-        self.query_one(".run-progress", Static).update(progress, layout=False)
-        self.query_one(StatsTable).show_records(run.inputs, run.outputs)
+        self._progress.update(progress, layout=False)
+        self._stats.show_records(run.inputs, run.outputs)
         # The sparkline scales to its own min..max: say what that range is.
         trend = run.nonzero_trend
         low, high = (percent(min(trend)), percent(max(trend))) if trend else ("-", "-")
         span = f" {low}..{high}" if low != high else f" {high}"
         charts = histogram_lines(run.inputs, run.outputs)
         charts.append(f"\noutput nonzero per update{span}", style="dim")
-        self.query_one(".run-histograms", Static).update(charts)
+        self._histograms.update(charts)
         # Rounded as the label is (0.01%), so noise below what is printed does not draw cliffs.
-        self.query_one(Sparkline).data = [round(value, 4) for value in trend]
+        self._trend.data = [round(value, 4) for value in trend]
         inputs, outputs = run.first_patch_inputs, run.first_patch_outputs
         diffraction = next((v for k, v in inputs.items() if "position" not in k), None)
         output = next(iter(outputs.values()), None)
-        self.query_one(PatchStrip).show([diffraction, output, output])
+        self._patches.show([diffraction, output, output])
         self.set_class(run.status == "failed", "-failed")
         if run.message or run.notes:
             self.border_subtitle = (run.message or run.notes[-1])[:60]
@@ -140,10 +146,8 @@ class OverviewScreen(WorkbenchScreen):
             yield ItemGrid(id="positions", min_column_width=36, stretch_height=False)
 
     def setup_body(self) -> None:
-        summary = self.query_one("#runs-summary", DataTable)
-        for label, width in (("model", None), ("split", None), ("positions", 9), ("done", 9),
-                             ("out nonzero", 11), ("status", 9)):
-            summary.add_column(label, key=label, width=width)
+        self._summary_widths: tuple[int, int] | None = None
+        self._set_summary_columns(["model"], ["split"])
         self._panels: dict[RunKey, RunPanel] = {}
         self._cards: dict[str, Static] = {}
         self._grids: dict[RunKey, PositionsGrid] = {}
@@ -156,7 +160,22 @@ class OverviewScreen(WorkbenchScreen):
         if "positions" in changed:
             self._show_positions(state)
 
+    def _set_summary_columns(self, models: list[str], splits: list[str]) -> None:
+        """Columns sized from the values here, not measured by the DataTable when idle: its
+        header keeps the width it had when first drawn if a later measurement widens a column."""
+        widths = (max(map(len, models)), max(map(len, splits)))
+        if widths == self._summary_widths:
+            return
+        self._summary_widths = widths
+        summary = self.query_one("#runs-summary", DataTable)
+        summary.clear(columns=True)
+        for label, width in (("model", widths[0]), ("split", widths[1]), ("positions", 9), ("done", 9),
+                             ("out nonzero", 11), ("status", 9)):
+            summary.add_column(label, key=label, width=width)
+
     def _show_runs(self, state: WorkbenchState) -> None:
+        self._set_summary_columns(["model", *(run.model for run in state.runs.values())],
+                                  ["split", *(run.split for run in state.runs.values())])
         summary = self.query_one("#runs-summary", DataTable)
         summary.clear()
         for key, run in state.runs.items():

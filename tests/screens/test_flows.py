@@ -292,3 +292,54 @@ def test_no_color_keeps_health_readable_by_symbol(make_app, incident_events, mon
     assert no_color
     assert "✗ baseline_gs1" in text  # the incident's model: an error, told by its symbol
     assert "✓ encoder1_conv1" in text  # a healthy layer
+
+
+def test_a_screen_hidden_while_the_terminal_widened_is_restyled_when_shown(make_app, incident_events):
+    # Screens skip Textual's full restyle on resume when the app's classes, pseudo-classes and
+    # theme are unchanged; a resize past 120 columns (class -wide) while hidden must still show.
+    async def scenario():
+        app = make_app(initial_events=incident_events)
+        async with app.run_test(size=(100, 40)) as pilot:
+            await pilot.press("3")
+            body = app.screen.query_one("#findings-body")
+            assert body.styles.layout.name == "vertical"
+            await pilot.press("1")
+            await pilot.resize_terminal(130, 40)
+            await pilot.pause()
+            assert app.has_class("-wide")
+            await pilot.press("3")
+            await pilot.pause()
+            assert app.screen.query_one("#findings-body").styles.layout.name == "horizontal"
+            await pilot.press("1")
+            await pilot.resize_terminal(100, 40)
+            await pilot.pause()
+            await pilot.press("3")
+            await pilot.pause()
+            assert app.screen.query_one("#findings-body").styles.layout.name == "vertical"
+
+    asyncio.run(scenario())
+
+
+def test_the_footer_follows_focus_and_screen_switches(make_app, incident_events):
+    # The footer is rebuilt only when the keys it shows change: typing in the rationale field
+    # hides the one-key bindings, leaving it shows them again, and each screen keeps its own.
+    def footer(app) -> str:
+        return screen_text(app).rstrip("\n").splitlines()[-1]
+
+    async def scenario():
+        app = make_app(initial_events=incident_events)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await pilot.press("3")
+            assert "Decide" in footer(app) and "Quit" in footer(app)
+            app.screen.query_one("#rationale").focus()
+            await pilot.pause()
+            assert "Quit" not in footer(app) and "Decide" not in footer(app)
+            app.screen.query_one("#confirm").focus()
+            await pilot.pause()
+            assert "Decide" in footer(app) and "Quit" in footer(app)
+            for key, shows_c in (("2", True), ("1", False), ("2", True), ("4", False)):
+                await pilot.press(key)
+                await pilot.pause()
+                assert ("First collapse" in footer(app)) is shows_c, (key, footer(app))
+
+    asyncio.run(scenario())
