@@ -391,7 +391,8 @@ class WorkbenchApp(App[int]):
 
     def action_write_export(self) -> None:
         if self.export_writer is None:
-            self.notify("export engine not available yet: nothing was written", severity="warning")
+            self.notify("nothing written: this session has no workspace to export from (a replay)",
+                        severity="warning")
             return
         self._write_export(self.export_writer)
 

@@ -575,7 +575,8 @@ def open_split(path: str | Path, name: str | None = None, *, trust: bool = False
             source["metadata"] = "read" if metadata is not None else "unreadable"
         else:
             source["metadata"] = "present, not read (pickled; needs --trust)"
-            notes.append("'_metadata' present but not read: it is pickled (pass --trust to read it)")
+            notes.append("'_metadata' present but not read: it is pickled (pass --trust, or set trust = true "
+                         "under [workspace] in ptytui.toml, to read it)")
     else:
         source["metadata"] = "absent"
 

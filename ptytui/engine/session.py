@@ -96,7 +96,9 @@ class Session:
             if name not in self.workspace.splits:
                 raise InputError(self._where(), f"a split named one of {sorted(self.workspace.splits)}",
                                  repr(name))
-            self._splits[name] = open_split(self.workspace.splits[name], name=name, trust=self.trust)
+            # --trust, or `[workspace] trust = true` in ptytui.toml, reads pickled split metadata.
+            trusted = self.trust or bool(getattr(self.workspace, "trust", False))
+            self._splits[name] = open_split(self.workspace.splits[name], name=name, trust=trusted)
         return self._splits[name]
 
     def model(self, name: str):
@@ -127,7 +129,7 @@ class Session:
             card = self._models[name].card
         else:  # read once: bundles are zips inside zips, and run() asks more than once
             if name not in self._cards:
-                self._cards[name] = read_card(entry.path, trust=self.trust)
+                self._cards[name] = read_card(entry.path, trust=self.trust or bool(entry.trust))
             card = self._cards[name]
         return int(card.gridsize or 1)
 

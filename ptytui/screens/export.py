@@ -1,8 +1,9 @@
 """Export: what will be written, a preview of the report, and the write action (`w`).
 
-Writing belongs to the export engine; until the app is given one, this screen says so and the
-write action only explains why nothing is written. The preview is built from this session's
-results (runs, findings, decisions) so the user sees what a report would hold.
+Writing belongs to the export engine (``ptytui.engine.export``), which the app is given when it
+runs on a workspace. A replayed recording has no workspace to export from: the screen says so
+and `w` explains why nothing is written. The preview is built from this session's results
+(runs, findings, decisions) so the user sees what a report would hold.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from ptytui.screens.base import WorkbenchScreen
 from ptytui.screens.state import WorkbenchState
 from ptytui.widgets.format import percent
 
-NO_ENGINE = ("export engine not available yet: nothing will be written. When it exists, `w` writes "
-             "the report (Markdown), CSV, JSON, NPZ and PNG files atomically into the session folder.")
+NO_ENGINE = ("nothing to export from: this session has no workspace (a replayed recording). On a "
+             "workspace (ptytui WORKSPACE), `w` writes the report (Markdown), CSV, JSON, NPZ and PNG "
+             "files atomically into the session folder.")
 
 
 def report_preview(state: WorkbenchState, workspace: str) -> str:
@@ -55,7 +57,7 @@ def report_preview(state: WorkbenchState, workspace: str) -> str:
 
 class ExportScreen(WorkbenchScreen):
     MODE = "export"
-    BINDINGS = [Binding("w", "app.write_export", "Write", tooltip="write the export (needs the export engine)")]
+    BINDINGS = [Binding("w", "app.write_export", "Write", tooltip="write the report and artifacts (needs a workspace)")]
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="export-body", classes="body"):

@@ -43,3 +43,14 @@ def test_workbench_stream_ends_with_the_metrics(tiny_workspace_copy):
     assert ssim and ssim[0]["amplitude"] is not None and ssim[0]["amplitude"] < 0.05  # all-zero output
     again = event_from_dict(json.loads(json.dumps(event_to_dict(metrics))))
     assert isinstance(again, MetricsDone) and again.metrics["rows"] == metrics.metrics["rows"]
+
+
+@pytest.mark.parametrize("toml_trust, flag, read", [(False, False, False), (True, False, True), (False, True, True)])
+def test_workspace_trust_in_the_toml_reads_pickled_split_metadata(tmp_path, toml_trust, flag, read):
+    from tests.helpers_npz import write_with_metadata
+
+    split = write_with_metadata(tmp_path, name="train.npz")
+    (tmp_path / "ptytui.toml").write_text(
+        f'[workspace]\nname = "t"\ntrust = {str(toml_trust).lower()}\n\n[splits]\ntrain = "{split.name}"\n')
+    opened = Session.open(tmp_path, trust=flag).split("train")
+    assert (opened.metadata is not None) is read
