@@ -15,11 +15,21 @@ from textual.containers import Vertical, VerticalScroll
 from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, Static
 from textual.widgets.option_list import Option
 
+from ptytui.engine.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
 from ptytui.screens.base import WorkbenchScreen
-from ptytui.screens.state import DECISION_OPTIONS, WorkbenchState
+from ptytui.screens.state import WorkbenchState
 from ptytui.widgets.finding_card import FindingCard, option_of, where
 from ptytui.widgets.format import HEALTH_STYLE, SEVERITY_SYMBOL, percent, value_text
 
+# Short labels for the radio buttons (the engine's OPTION_DESCRIPTIONS, for reports, are longer);
+# an option without one here shows its description.
+OPTION_LABELS = {
+    "skip-baseline": "compare PINN vs reference only",
+    "debug-baseline": "Debug Baseline further",
+    "retrain-baseline": "Retrain Baseline (supervised design)",
+    "accept-train-only": "Accept train-only Baseline metrics",
+    "apply-fix": "Apply an input fix (names the intervention)",
+}
 VERDICT_STYLE = {"supported": "bold red", "rejected": "green", "inconclusive": "yellow"}
 
 
@@ -101,8 +111,9 @@ class FindingsScreen(WorkbenchScreen):
                 yield Static("", id="hypotheses")
                 with Vertical(id="decision"):
                     with RadioSet(id="decision-options"):
-                        for option, label in DECISION_OPTIONS:
-                            yield RadioButton(f"{option}: {label.split(': ')[-1]}", name=option)
+                        for option in DECISION_OPTIONS:
+                            label = OPTION_LABELS.get(option) or OPTION_DESCRIPTIONS[option]
+                            yield RadioButton(f"{option}: {label}", name=option)
                     yield Input(placeholder="intervention for apply-fix, e.g. zero-positions",
                                 id="intervention")
                     yield Input(placeholder="rationale (required): why this decision", id="rationale")

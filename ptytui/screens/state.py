@@ -37,13 +37,6 @@ if TYPE_CHECKING:  # numpy and the stats record load with the first event, not t
     from ptytui.engine.stats import TensorStats
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
-DECISION_OPTIONS = (
-    ("skip-baseline", "Skip Baseline: compare PINN vs reference only"),
-    ("debug-baseline", "Debug Baseline further"),
-    ("retrain-baseline", "Retrain Baseline (supervised design)"),
-    ("accept-train-only", "Accept train-only Baseline metrics"),
-    ("apply-fix", "Apply an input fix (names the intervention)"),
-)
 
 RunKey = tuple[str, str]
 PARTS = ("runs", "cards", "traces", "positions", "findings", "metrics", "status", "decisions")
