@@ -18,34 +18,64 @@ DIAGNOSE_HELP = (
     "Exit 1 when any error finding is raised.")
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+SEVERITY_SYMBOL = {"error": "✗", "warning": "!", "info": "i"}
+
+
+def _indented(console, text, indent: int) -> None:
+    """Print ``text`` wrapped to the console's width less ``indent``, each line indented, with no
+    trailing spaces (Rich's Padding fills lines out to the width, which a log keeps)."""
+    for line in text.wrap(console, max(20, console.width - indent)):
+        line.rstrip()
+        console.print(" " * indent, line, sep="", soft_wrap=True)
 
 
 def render_diagnosis(diagnosis, console) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    """The diagnosis as text blocks (one per finding, then the hypotheses per model).
 
-    table = Table(title=f"findings: {diagnosis.workspace_name or diagnosis.workspace} "
-                        f"({diagnosis.seconds:.1f} s)", title_justify="left")
-    for column in ("severity", "id", "model", "split", "layer", "summary"):
-        table.add_column(column, overflow="fold")
+    Blocks rather than a table: a batch job's log is 80 columns wide (no terminal), and a table
+    squeezes each summary, where the numbers are, into a narrow column.
+    """
+    from rich.text import Text  # noqa: PLC0415
+
+    counts = {severity: sum(f.severity == severity for f in diagnosis.findings)
+              for severity in ("error", "warning", "info")}
+    console.print(Text(f"findings: {diagnosis.workspace_name or diagnosis.workspace} "
+                       f"({diagnosis.seconds:.1f} s): {counts['error']} error, {counts['warning']} warning, "
+                       f"{counts['info']} info", style="bold"))
     for f in diagnosis.findings:
-        table.add_row(f.severity, f.id, f.model or "-", f.split or "-", f.layer or "-", f.summary,
-                      style=SEVERITY_STYLE.get(f.severity))
-    console.print(table)
-    hypotheses = Table(title="the incident report's hypotheses", title_justify="left")
-    for column in ("model", "hypothesis", "verdict", "test"):
-        hypotheses.add_column(column, overflow="fold")
+        head = Text(f"{SEVERITY_SYMBOL.get(f.severity, '·')} {f.severity:<7} ", style=SEVERITY_STYLE.get(f.severity))
+        head.append(f.id, style="bold")
+        where = " × ".join(part for part in (f.model, f.split) if part)
+        if f.layer:
+            where += f" @ {f.layer}"
+        if where:
+            head.append(f"  {where}")
+        console.print(head)
+        _indented(console, Text(f.summary), 4)
+    by_model: dict[str, list] = {}
     for h in diagnosis.hypotheses:
-        hypotheses.add_row(h.model, h.name, h.verdict, h.test,
-                           style="bold" if h.verdict == "supported" else None)
-    console.print(hypotheses)
+        by_model.setdefault(h.model, []).append(h)
+    if by_model:
+        console.print(Text("\nthe incident report's hypotheses (each tested, see --json for the evidence)",
+                           style="bold"))
+    for model, hypotheses in by_model.items():
+        line = Text(f"{model}: ")
+        for i, h in enumerate(hypotheses):
+            if i:
+                line.append(", ")
+            line.append(f"{h.name}: ")
+            line.append(h.verdict, style="bold red" if h.verdict == "supported" else
+                        "yellow" if h.verdict == "inconclusive" else "green")
+        _indented(console, line, 2)
     options = []
     for f in diagnosis.findings:
         for a in f.actions:
             if a["command"] not in options:
                 options.append(a["command"])
     if options:
-        console.print("decision options: " + ", ".join(options)
-                      + "  (record one with: ptytui decide WORKSPACE --option OPTION --reason TEXT)")
+        console.print()
+        _indented(console, Text("decision options: " + ", ".join(options)), 0)
+        console.print("  (record one with: ptytui decide WORKSPACE --option OPTION --reason TEXT)")
 
 
 def register(app: typer.Typer) -> None:

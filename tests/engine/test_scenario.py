@@ -284,12 +284,16 @@ def test_demo_headless_prints_the_workspace_and_the_diagnosis(tiny_workspace, mo
     from ptytui.cli import main
 
     monkeypatch.setenv("PTYTUI_CACHE_DIR", str(tiny_workspace.parent.parent))
-    monkeypatch.setenv("COLUMNS", "240")  # a wide table: finding ids stay on one line
+    monkeypatch.setenv("COLUMNS", "80")  # a batch job's log: one block per finding, ids whole
     # Exit 1: the diagnosis finds the planted incident (an error finding), as `diagnose` does.
     assert main(["demo", "--preset", "tiny", "--headless"]) == 1
-    out = capsys.readouterr().out
-    assert out.splitlines()[0] == f"workspace: {tiny_workspace}"
-    assert "output-all-zero" in out and "positions-off-canvas" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"workspace: {tiny_workspace}"
+    heads = [line.split()[:3] for line in lines if line.startswith("✗ error")]
+    assert ["✗", "error", "output-all-zero"] in heads and ["✗", "error", "positions-off-canvas"] in heads
+    off_canvas = lines.index(next(line for line in lines if "positions-off-canvas" in line and line.startswith("✗")))
+    assert "predicted" in lines[off_canvas + 1] or "predicted" in lines[off_canvas + 2]  # the numbers
+    assert all(line == line.rstrip() for line in lines)  # no padding to the width in a log
 
 
 @pytest.mark.parametrize("argv", [["demo", "--preset", "huge"], ["demo", "--defect", "bogus"],
