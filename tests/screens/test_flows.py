@@ -343,3 +343,23 @@ def test_the_footer_follows_focus_and_screen_switches(make_app, incident_events)
                 assert ("First collapse" in footer(app)) is shows_c, (key, footer(app))
 
     asyncio.run(scenario())
+
+
+def test_switching_to_a_built_screen_does_not_hold_repaints(make_app, incident_events):
+    # Textual holds repaints for 50 ms on every mode switch to hide a screen being composed;
+    # the workbench keeps that for a screen's first visit only.
+    async def scenario():
+        app = make_app(initial_events=incident_events)
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.switch_mode("layers")  # first visit: held while it is built
+            assert app._batch_count == 1
+            await pilot.pause(0.1)
+            assert app._batch_count == 0
+            app.switch_mode("overview")  # built at start
+            assert app._batch_count == 0
+            app.switch_mode("layers")
+            assert app._batch_count == 0
+            await pilot.pause()
+            assert app.current_mode == "layers"
+
+    asyncio.run(scenario())
