@@ -416,12 +416,20 @@ class WorkbenchApp(App[int]):
             self.notify("nothing written: this session has no workspace to export from (a replay)",
                         severity="warning")
             return
+        if any(w.group == "export" and w.is_running for w in self.workers):
+            self.notify("an export is being written already", severity="warning")
+            return
+        # The export re-runs the statistics and metrics it reports: tens of seconds on a CPU.
+        self.notify("writing the export (statistics and metrics are re-run for the report)...",
+                    title="export")
         self._write_export(self.export_writer)
 
     @work(thread=True, exit_on_error=False, group="export", name="export")
     def _write_export(self, writer: Callable[[WorkbenchState], list[str]]) -> None:
         written = writer(self.state)
-        self.call_from_thread(self.notify, f"wrote {len(written)} files", title="export")
+        folder = os.path.commonpath([os.path.dirname(path) for path in written]) if written else ""
+        self.call_from_thread(self.notify, f"wrote {len(written)} files to {folder}", title="export",
+                              timeout=10)
 
     # ---- help, palette, screenshots ------------------------------------------------------
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:

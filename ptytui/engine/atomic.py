@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -30,6 +31,31 @@ def fsync_directory(folder: str | Path) -> None:
         os.close(fd)
 
 
+def _process_umask() -> int:
+    """The process umask, read without changing it where Linux reports it (``os.umask`` alone
+    sets it, and another thread creating a file in between would get the wrong mode)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _mode_for(target: Path) -> int:
+    """Permissions for the file that replaces ``target``: those it has now, else what a plain
+    ``open`` would give (0o666 less the umask). ``mkstemp`` makes 0o600 files, which would hide a
+    report from colleagues on a shared node and narrow a user's own ptytui.toml on rewrite."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return 0o666 & ~_process_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
     """A temporary path in ``path``'s folder; on success it is fsynced and renamed onto ``path``.
@@ -43,9 +69,11 @@ def atomic_path(path: str | Path, *, suffix: str | None = None) -> Iterator[Path
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp",
                                      dir=target.parent)
     os.close(fd)
+    mode = _mode_for(target)
     temp = Path(temp_name)
     try:
         yield temp
+        os.chmod(temp, mode)  # after the writer: it may have replaced the file (Keras does)
         with open(temp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temp, target)
@@ -69,6 +97,7 @@ def atomic_open(path: str | Path, mode: str = "wb", *, encoding: str | None = No
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(fd, _mode_for(target))
         if mode == "w":
             handle = os.fdopen(fd, "w", encoding=encoding or "utf-8", newline="")
         else:

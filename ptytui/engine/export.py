@@ -350,9 +350,13 @@ def render_markdown(inputs: ReportInputs, artifacts: Iterable[str]) -> str:
     else:
         add(f"- Diagnosis ({md_escape(inputs.diagnosis_note)}): {len(errors)} error, {len(warnings_)} "
             f"warning finding(s) of {len(findings)}.")
-        for finding in errors[:5]:
+        # Every error up to ten: the cause (e.g. positions-off-canvas) often comes after its
+        # symptoms in the engine's order, and a summary that stops at five can miss it.
+        for finding in errors[:10]:
             add(f"  - {md_escape(finding.get('id'))} ({md_escape(finding.get('model') or '-')}/"
                 f"{md_escape(finding.get('split') or '-')}): {md_escape(finding.get('summary'))}")
+        if len(errors) > 10:
+            add(f"  - and {len(errors) - 10} more error finding(s): see Findings below.")
     for run in (inputs.stats_runs if inputs.diagnosis is None else []):
         name, record = _primary_output(run)
         if record is not None and record.count and record.nonzero_fraction < FAILING_NONZERO_BELOW:

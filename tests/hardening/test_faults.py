@@ -293,3 +293,28 @@ def test_sigkill_while_writing_a_file_atomically(tmp_path):
     # Temporary files a kill left behind are hidden (dot-prefixed) and never the target itself.
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "report.md"]
     assert all(name.startswith(".report.md.") for name in leftovers)
+
+
+def test_atomic_writes_give_new_files_the_umask_mode_and_keep_an_existing_files_mode(tmp_path):
+    # mkstemp makes 0o600 files: a report must be readable as a plain open() would make it, and
+    # rewriting a user's file (ptytui.toml on retrain) must not narrow its permissions.
+    import os
+    import stat
+
+    from ptytui.engine.atomic import atomic_path, atomic_write_text
+
+    umask = os.umask(0o027)
+    try:
+        fresh = atomic_write_text(tmp_path / "report.md", "# report\n")
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o640
+        kept = tmp_path / "ptytui.toml"
+        kept.write_text("[workspace]\n")
+        kept.chmod(0o604)
+        atomic_write_text(kept, "[workspace]\nname = 'x'\n")
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o604
+        with atomic_path(tmp_path / "model.keras", suffix=".keras") as temp:
+            temp.unlink()
+            temp.write_bytes(b"zip")  # a writer that replaces the file, as Keras does
+        assert stat.S_IMODE((tmp_path / "model.keras").stat().st_mode) == 0o640
+    finally:
+        os.umask(umask)

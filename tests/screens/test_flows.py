@@ -363,3 +363,27 @@ def test_switching_to_a_built_screen_does_not_hold_repaints(make_app, incident_e
             assert app.current_mode == "layers"
 
     asyncio.run(scenario())
+
+
+def test_w_on_the_export_screen_writes_the_files_it_plans(make_app, incident_events, tiny_workspace_copy):
+    # The engine's export writer on a real workspace; the findings come from the workbench.
+    from ptytui.engine.export import WorkspaceExportWriter
+
+    writer = WorkspaceExportWriter(tiny_workspace_copy, formats="md,json", collect_stats=False)
+    out = tiny_workspace_copy / "session" / "export"
+
+    async def scenario():
+        app = make_app(initial_events=incident_events, export_writer=writer)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("5")
+            await pilot.pause()
+            assert "report.md" in screen_text(app) and "session.json" in screen_text(app)  # the plan
+            await pilot.press("w")
+            await wait_until(pilot, lambda: (out / "session.json").exists(), "the export written")
+            await wait_until(pilot, lambda: any("wrote 2 files" in n.message for n in app._notifications),
+                             "the export's notification")
+        report = (out / "report.md").read_text()
+        summary = report.split("## Evidence")[0]
+        assert "positions-off-canvas (baseline\\_gs1/test)" in summary  # the cause is in the summary
+
+    asyncio.run(scenario())
