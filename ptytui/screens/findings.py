@@ -64,7 +64,8 @@ def counterfactual_table(rows: list[dict[str, Any]]) -> Table | Text:
 
 
 def hypotheses_table(hypotheses: list[dict[str, Any]]) -> Table | Text:
-    """Each hypothesis with its verdict, the test that decided it and the evidence."""
+    """Each hypothesis with its verdict, the test that decided it and the evidence (supported ones
+    first, in the engine's order otherwise)."""
     if not hypotheses:
         return Text("hypotheses not tested yet", style="dim")
     table = Table.grid(padding=(0, 1))
@@ -73,7 +74,9 @@ def hypotheses_table(hypotheses: list[dict[str, Any]]) -> Table | Text:
     table.title_style = "bold underline"
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")
-    for hypothesis in hypotheses:
+    # Supported first: the cause is what the user looks for; rejections follow as the record.
+    order = {"supported": 0, "inconclusive": 1, "rejected": 2}
+    for hypothesis in sorted(hypotheses, key=lambda h: order.get(str(h.get("verdict")), 3)):
         verdict = str(hypothesis.get("verdict", "-"))
         body = Text(str(hypothesis.get("name")), style="bold")
         body.append(f"\ntest: {hypothesis.get('test') or '-'}", style="dim")
