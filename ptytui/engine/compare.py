@@ -252,7 +252,9 @@ def _json_safe(value: Any) -> Any:
 
 
 def metric_findings(comparison: Comparison) -> list[dict]:
-    """Each entry's sanity flags as ``metric-degenerate`` findings.
+    """Each entry's sanity flags as ``metric-degenerate`` findings, one per model x split and
+    severity (the flags listed in its evidence): a broken model raises many flags at once (SSIM,
+    FRC, registration...), and one finding per flag buried the list under repeats.
 
     Severity: "error" for an all-zero or non-finite prediction and for a model that failed to
     run; "info" for a model skipped by decision and for coverage / size notes; "warning" else.
@@ -262,20 +264,28 @@ def metric_findings(comparison: Comparison) -> list[dict]:
     findings = []
     for entry in comparison.entries:
         actions = list(_BASELINE_ACTIONS) if (entry.kind == "model" and entry.label.startswith("Baseline")) else []
+        superseded = entry.label.endswith("(superseded)")
+        by_severity: dict[str, list[dict]] = {}
         for flag in entry.flags:
             name = flag.get("flag")
             if name == "model-not-evaluated":
                 severity = "error" if entry.status == "failed" else "info"
             else:
                 severity = _FLAG_SEVERITY.get(name, "warning")
-            superseded = entry.label.endswith("(superseded)")
             if superseded and severity == "error":
                 severity = "warning"
+            by_severity.setdefault(severity, []).append(flag)
+        for severity in ("error", "warning", "info"):
+            flags = by_severity.get(severity)
+            if not flags:
+                continue
             findings.append({
                 "id": "metric-degenerate", "severity": severity,
                 "model": entry.name or entry.model_id, "split": entry.split, "layer": None,
-                "summary": flag.get("message"),
-                "evidence": {"flag": name, "component": flag.get("component"), "value": flag.get("value"),
+                "summary": "; ".join(str(flag.get("message")) for flag in flags),
+                "evidence": {"flags": [flag.get("flag") for flag in flags],
+                             "details": [{"flag": flag.get("flag"), "component": flag.get("component"),
+                                          "value": flag.get("value")} for flag in flags],
                              "model_id": entry.model_id, "status": entry.status,
                              "superseded": superseded},
                 "actions": actions if severity != "info" else [],

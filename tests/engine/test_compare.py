@@ -103,8 +103,8 @@ def test_the_incident_baseline_is_all_zero_and_a_metric_error(as_wired):
     baseline = as_wired.entry("Baseline")
     assert baseline.output_nonzero_fraction == 0.0 and baseline.positions == "absolute"
     errors = [f for f in as_wired.findings() if f["severity"] == "error"]
-    assert [(f["id"], f["model"], f["evidence"]["flag"]) for f in errors] == [
-        ("metric-degenerate", "baseline_gs1", "all-zero-prediction")]
+    assert [(f["id"], f["model"], f["evidence"]["flags"]) for f in errors] == [
+        ("metric-degenerate", "baseline_gs1", ["all-zero-prediction"])]
     assert "retrain-baseline" in errors[0]["actions"]
 
 
