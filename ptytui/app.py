@@ -237,7 +237,7 @@ class WorkbenchApp(App[int]):
         Textual suspends repaints for 50 ms on every mode switch (``delay_update``) to hide a
         screen being composed. Each of ours is built on its first visit and kept, so later
         switches have nothing to hide, and the hold was most of a key's latency in a terminal
-        (65 -> 15 ms to the new frame at 120x40, measured through a pseudo-terminal).
+        (65 -> 16 ms to the new frame at 120x40, measured through a pseudo-terminal).
         """
         self._hold_repaint = mode not in self._built_modes
         self._built_modes.add(mode)
