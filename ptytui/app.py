@@ -187,6 +187,8 @@ class WorkbenchApp(App[int]):
         self._engine_thread: threading.Thread | None = None
         self._feeds_running: set[int] = set()  # generations whose thread is inside the feed
         self.engine_errors: list[str] = []
+        self._exports_running = 0  # export threads inside the writer (run_workbench waits for them)
+        self._exports_lock = threading.Lock()
         self._built_modes: set[str] = {self.DEFAULT_MODE}
         self._hold_repaint = True  # see switch_mode
         if theme:
@@ -426,7 +428,13 @@ class WorkbenchApp(App[int]):
 
     @work(thread=True, exit_on_error=False, group="export", name="export")
     def _write_export(self, writer: Callable[[WorkbenchState], list[str]]) -> None:
-        written = writer(self.state)
+        with self._exports_lock:
+            self._exports_running += 1
+        try:
+            written = writer(self.state)
+        finally:
+            with self._exports_lock:
+                self._exports_running -= 1
         folder = os.path.commonpath([os.path.dirname(path) for path in written]) if written else ""
         self.call_from_thread(self.notify, f"wrote {len(written)} files to {folder}", title="export",
                               timeout=10)
@@ -508,9 +516,13 @@ def run_workbench(app: WorkbenchApp) -> int:
     Textual runs a thread worker in asyncio's default executor, which the interpreter joins at
     exit: a worker importing TensorFlow or inside a long batch would hold `q` for seconds. The
     cancel event stops the engine at its next step; if it is still busy when the UI has closed,
-    the process leaves without waiting for it.
+    the process leaves without waiting for it. It also leaves at once when TensorFlow is loaded:
+    the interpreter's teardown of TensorFlow took 0.9-1.6 s after `q` and has nothing to save
+    (every file ptytui writes is fsynced and renamed into place before this). An export still
+    being written is waited for first.
     """
     import asyncio  # noqa: PLC0415
+    import time  # noqa: PLC0415
 
     loop = asyncio.new_event_loop()
     try:
@@ -518,7 +530,11 @@ def run_workbench(app: WorkbenchApp) -> int:
     finally:
         busy = app.engine_busy
     code = int(result or 0) if isinstance(result, int) else 0
-    if busy:
+    if app._exports_running:
+        print("ptytui: waiting for the export being written to finish...", file=sys.stderr, flush=True)
+        while app._exports_running:
+            time.sleep(0.05)
+    if busy or "tensorflow" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
