@@ -421,9 +421,9 @@ class WorkbenchApp(App[int]):
         if any(w.group == "export" and w.is_running for w in self.workers):
             self.notify("an export is being written already", severity="warning")
             return
-        # The export re-runs the statistics and metrics it reports: tens of seconds on a CPU.
-        self.notify("writing the export (statistics and metrics are re-run for the report)...",
-                    title="export")
+        # Seconds when the run finished (its statistics and cached metrics are reused); when it
+        # did not, the export computes them: tens of seconds on a CPU.
+        self.notify("writing the export...", title="export")
         self._write_export(self.export_writer)
 
     @work(thread=True, exit_on_error=False, group="export", name="export")

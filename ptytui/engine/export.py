@@ -1041,7 +1041,9 @@ class WorkspaceExportWriter:
 
     The workspace is opened afresh on each call (in the caller's worker thread). The findings
     come from the session's saved diagnosis for the same inputs, else from the workbench's own
-    findings (``state.findings``), else a diagnosis is run.
+    findings (``state.findings``), else a diagnosis is run. The statistics are the workbench's
+    finished runs when they cover every planned model x split, and the metrics the comparison the
+    workbench cached in the session folder; otherwise they are computed again.
     """
 
     def __init__(self, workspace_path: str | Path, *, formats: Iterable[str] | str | None = None,
@@ -1076,7 +1078,15 @@ class WorkspaceExportWriter:
         findings = list(getattr(state, "findings", None) or [])
         if findings and load_saved_diagnosis(session.workspace.session_dir, session.workspace.hash()) is None:
             diagnosis = {"workspace": str(self.workspace_path), "findings": findings, "source": "workbench"}
+        stats: Any = None
+        if self.collect_stats:
+            # The workbench's finished runs are the same streams (same session options): reuse
+            # them when they cover every planned model x split, else stream again.
+            results = {(r.model, r.split): r for r in (getattr(run, "result", None) for run in
+                                                         (getattr(state, "runs", None) or {}).values())
+                       if r is not None and hasattr(r, "outputs")}
+            planned = [(plan.model, plan.split) for plan in session.plan()]
+            stats = [results[key] for key in planned] if all(key in results for key in planned) else "run"
         result = export_workspace(session, formats=self.formats, out_dir=self._folder(session.workspace),
-                                  diagnosis=diagnosis, stats="run" if self.collect_stats else None,
-                                  cancel=self.cancel)
+                                  diagnosis=diagnosis, stats=stats, cancel=self.cancel)
         return [str(path) for path in result.files]

@@ -217,7 +217,23 @@ class Session:
         comparison = compare_workspace(self, cancel=cancel)
         if is_cancelled(cancel):
             return
+        self._cache_comparison(comparison)
         flags = [{"model": entry.model_id, "flag": flag.get("flag"), "message": flag.get("message")}
                  for entry in comparison.entries for flag in entry.flags]
         yield MetricsDone("*", comparison.split, metrics={"rows": comparison.rows(),
                                                           "frc": comparison.frc_rows(), "flags": flags})
+
+    def _cache_comparison(self, comparison) -> None:
+        """Keep the workbench's metrics in the session folder, as `ptytui compare` does: the
+        export and later runs then reuse them (same inputs and decision) instead of recomputing."""
+        session_dir = getattr(self.workspace, "session_dir", None)
+        if session_dir is None or getattr(self.workspace, "toml_path", None) is None:
+            return  # --model/--data: no workspace folder of the user's to write into
+        if self.n_groups is not None or self.shard is not None:
+            return  # metrics of a subset: the cache is keyed by inputs and decision, not subset
+        from ptytui.engine.compare import save_comparison  # noqa: PLC0415
+
+        try:
+            save_comparison(comparison, session_dir)
+        except OSError:  # a read-only workspace: the metrics are still shown, only not cached
+            pass

@@ -106,6 +106,7 @@ class RunView:
     first_patch_inputs: dict[str, np.ndarray] = field(default_factory=dict)
     first_patch_outputs: dict[str, np.ndarray] = field(default_factory=dict)
     first_patch_index: int | None = None
+    result: Any = None  # the engine's RunResult once finished (the export reuses its statistics)
     # Output nonzero fraction after each batch update the UI received (a trend, not a histogram).
     nonzero_trend: list[float] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -276,6 +277,7 @@ class WorkbenchState:
             result = RunResult.from_dict(dict(result))
         run = self.run(event.model, event.split)
         run.status = "finished"
+        run.result = result
         run.n_samples = result.n_samples
         run.done = run.total = result.n_samples
         run.inputs = dict(result.inputs)

@@ -158,3 +158,26 @@ def test_atomic_write_replaces_whole_files_or_leaves_the_old_one(tmp_path):
     atomic_write_text(target, "new\n")
     assert target.read_text() == "new\n"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_the_workbench_export_reuses_the_runs_and_metrics_of_its_session(tiny_workspace_copy, monkeypatch):
+    # A finished workbench run: statistics in its state, metrics cached in the session folder.
+    # The export must write from those rather than stream the models again.
+    from ptytui.engine import compare as compare_module
+    from ptytui.engine import export as export_module
+    from ptytui.engine.session import Session
+    from ptytui.screens.state import WorkbenchState
+
+    state = WorkbenchState()
+    state.apply_all(Session.open(tiny_workspace_copy).events())
+    assert (tiny_workspace_copy / "session" / compare_module.COMPARISON_JSON).is_file()
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the export recomputed what the workbench had")
+
+    monkeypatch.setattr(export_module, "collect_stats", must_not_run)
+    monkeypatch.setattr(compare_module, "compare_workspace", must_not_run)
+    written = WorkspaceExportWriter(tiny_workspace_copy, formats="md,csv")(state)
+    report = (tiny_workspace_copy / "session" / "export" / "report.md").read_text()
+    assert len(written) == 3 and "| baseline\\_gs1 | test | absolute |" in report
+    assert "Amplitude SSIM on split test" in report
