@@ -7,17 +7,12 @@ leaves the crop entirely and the output there is exactly zero). y grows downward
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
 from ptytui.screens.state import PositionsView
 from ptytui.widgets.format import percent
-
-if TYPE_CHECKING:  # numpy loads with the first positions, not the first frame
-    import numpy as np
 
 WINDOW_STYLE = "on #1d3b2a"
 VISIBLE_STYLE = "bold green"
