@@ -1082,9 +1082,8 @@ class WorkspaceExportWriter:
         if self.collect_stats:
             # The workbench's finished runs are the same streams (same session options): reuse
             # them when they cover every planned model x split, else stream again.
-            results = {(r.model, r.split): r for r in (getattr(run, "result", None) for run in
-                                                         (getattr(state, "runs", None) or {}).values())
-                       if r is not None and hasattr(r, "outputs")}
+            runs = (getattr(state, "runs", None) or {}).values()
+            results = {(run.model, run.split): run.result for run in runs if getattr(run, "result", None)}
             planned = [(plan.model, plan.split) for plan in session.plan()]
             stats = [results[key] for key in planned] if all(key in results for key in planned) else "run"
         result = export_workspace(session, formats=self.formats, out_dir=self._folder(session.workspace),

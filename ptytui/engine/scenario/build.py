@@ -325,15 +325,20 @@ def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, 
     models_dir.mkdir()
     models_record = {}
 
+    def train_pinn_stage(name: str, gridsize: int):
+        """One PINN trained with relative offsets through the physics branch (its own stage)."""
+        stage = f"train {name}"
+        stages.report(stage, 0, preset.epochs[name])
+        grouping = group_split(train, gridsize, seed=seed, n_groups=preset.train_groups)
+        batch = grouping.batch(train, slice(None))
+        model = zoo.build_pinn(N, gridsize, scale, preset.filters, scan.probe)
+        losses = zoo.train_pinn(model, batch.diffraction, batch.relative_offsets, intensity_scale=scale,
+                                epochs=preset.epochs[name], batch_size=preset.batch_size,
+                                learning_rate=preset.learning_rate, seed=seed, progress=stages.reporter(stage))
+        return model, grouping, losses
+
     # gs2 PINN, trained with relative offsets through the physics branch
-    stage = "train pinn_gs2"
-    stages.report(stage, 0, preset.epochs["pinn_gs2"])
-    grouping = group_split(train, 2, seed=seed, n_groups=preset.train_groups)
-    batch = grouping.batch(train, slice(None))
-    pinn = zoo.build_pinn(N, 2, scale, preset.filters, scan.probe)
-    losses = zoo.train_pinn(pinn, batch.diffraction, batch.relative_offsets, intensity_scale=scale,
-                            epochs=preset.epochs["pinn_gs2"], batch_size=preset.batch_size,
-                            learning_rate=preset.learning_rate, seed=seed, progress=stages.reporter(stage))
+    pinn, grouping, losses = train_pinn_stage("pinn_gs2", 2)
     pinn.diffraction_to_obj.save(models_dir / "pinn_gs2.keras")
     pinn_sidecar = {
         "model": "pinn_gs2", "intensity_scale": scale, "gridsize": 2, "N": N,
@@ -348,14 +353,7 @@ def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, 
     }
 
     # gs1 PINN "Baseline", trained with zero (relative) offsets, saved as a bundle
-    stage = "train baseline_gs1"
-    stages.report(stage, 0, preset.epochs["baseline_gs1"])
-    grouping1 = group_split(train, 1, seed=seed, n_groups=preset.train_groups)
-    batch1 = grouping1.batch(train, slice(None))
-    baseline = zoo.build_pinn(N, 1, scale, preset.filters, scan.probe)
-    losses = zoo.train_pinn(baseline, batch1.diffraction, batch1.relative_offsets, intensity_scale=scale,
-                            epochs=preset.epochs["baseline_gs1"], batch_size=preset.batch_size,
-                            learning_rate=preset.learning_rate, seed=seed, progress=stages.reporter(stage))
+    baseline, grouping1, losses = train_pinn_stage("baseline_gs1", 1)
     zoo.save_bundle(baseline.diffraction_to_obj, models_dir / "baseline_gs1", intensity_scale=scale,
                     work_dir=tmp / ".work")
     models_record["baseline_gs1"] = {
