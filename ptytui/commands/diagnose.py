@@ -18,7 +18,6 @@ DIAGNOSE_HELP = (
     "Exit 1 when any error finding is raised.")
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
-SEVERITY_SYMBOL = {"error": "✗", "warning": "!", "info": "i"}
 
 
 def _indented(console, text, indent: int) -> None:
@@ -36,6 +35,8 @@ def render_diagnosis(diagnosis, console) -> None:
     squeezes each summary, where the numbers are, into a narrow column.
     """
     from rich.text import Text  # noqa: PLC0415
+
+    from ptytui.widgets.format import SEVERITY_SYMBOL, VERDICT_STYLE  # noqa: PLC0415 - rich only
 
     counts = {severity: sum(f.severity == severity for f in diagnosis.findings)
               for severity in ("error", "warning", "info")}
@@ -64,8 +65,7 @@ def render_diagnosis(diagnosis, console) -> None:
             if i:
                 line.append(", ")
             line.append(f"{h.name}: ")
-            line.append(h.verdict, style="bold red" if h.verdict == "supported" else
-                        "yellow" if h.verdict == "inconclusive" else "green")
+            line.append(h.verdict, style=VERDICT_STYLE.get(h.verdict, ""))
         _indented(console, line, 2)
     options = []
     for f in diagnosis.findings:

@@ -19,7 +19,7 @@ from ptytui.engine.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
 from ptytui.screens.base import WorkbenchScreen
 from ptytui.screens.state import WorkbenchState
 from ptytui.widgets.finding_card import FindingCard, option_of, where
-from ptytui.widgets.format import HEALTH_STYLE, SEVERITY_SYMBOL, percent, value_text
+from ptytui.widgets.format import HEALTH_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
 
 # Short labels for the radio buttons (the engine's OPTION_DESCRIPTIONS, for reports, are longer);
 # an option without one here shows its description.
@@ -30,7 +30,6 @@ OPTION_LABELS = {
     "accept-train-only": "Accept train-only Baseline metrics",
     "apply-fix": "Apply an input fix (names the intervention)",
 }
-VERDICT_STYLE = {"supported": "bold red", "rejected": "green", "inconclusive": "yellow"}
 
 
 def finding_prompt(finding: Mapping[str, Any]) -> Text:

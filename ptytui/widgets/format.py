@@ -19,6 +19,7 @@ HEALTH_SYMBOL = {"error": "✗", "warning": "!", "healthy": "✓", "unknown": "�
 HEALTH_STYLE = {"error": "bold red", "warning": "yellow", "healthy": "green", "unknown": "dim",
                 "info": "cyan"}
 SEVERITY_SYMBOL = {"error": "✗", "warning": "!", "info": "i"}
+VERDICT_STYLE = {"supported": "bold red", "rejected": "green", "inconclusive": "yellow"}
 
 
 def number(value: Any, digits: int = 4) -> str:
