@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         trust: bool = typer.Option(False, "--trust", help="Also read the bundle's params.dill (a pickle: "
                                                           "runs code from the file; needs dill)."),
     ) -> None:
-        from ptytui.engine.models import read_card  # noqa: PLC0415
+        from ptytui.inputs.models import read_card  # noqa: PLC0415
 
         model_card = read_card(model, trust=trust)
         if model_card.fallback:

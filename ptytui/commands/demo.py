@@ -33,7 +33,7 @@ def build_demo_workspace(preset: str = "default", *, dose: float = 1e3, defects:
         (absolute positions + model-kind label), ["none"] gives a healthy workspace.
     out : also copy the workspace into this new or empty folder, and return it.
     rebuild : ignore the cache and rebuild (retrains the models).
-    seed, cache_dir : see ``ptytui.engine.scenario.build_scenario``.
+    seed, cache_dir : see ``ptytui.scenario.build_scenario``.
     show_progress : draw the stage bars on stderr (a terminal) or one line per finished stage.
 
     Returns
@@ -41,7 +41,7 @@ def build_demo_workspace(preset: str = "default", *, dose: float = 1e3, defects:
     Path
         The workspace folder (holding ptytui.toml).
     """
-    from ptytui.engine.scenario import build_scenario  # noqa: PLC0415
+    from ptytui.scenario import build_scenario  # noqa: PLC0415
 
     with _StageProgress(enabled=show_progress) as progress:
         return build_scenario(preset, dose=dose, defects=defects or None, seed=seed, out=out,
@@ -104,7 +104,7 @@ def register(app: typer.Typer) -> None:
         rebuild: bool = typer.Option(False, "--rebuild", help="Ignore the cache: simulate and train again."),
         seed: int = typer.Option(0, "--seed", help="Seed of the scan, the noise and the training."),
     ) -> None:
-        from ptytui.engine.scenario import get_preset, parse_defects  # noqa: PLC0415
+        from ptytui.scenario import get_preset, parse_defects  # noqa: PLC0415
 
         get_preset(preset)  # usage errors before any work
         parse_defects(defect or None)

@@ -36,7 +36,7 @@ def render_diagnosis(diagnosis, console) -> None:
     """
     from rich.text import Text  # noqa: PLC0415
 
-    from ptytui.widgets.format import SEVERITY_SYMBOL, VERDICT_STYLE  # noqa: PLC0415 - rich only
+    from ptytui.present.format import SEVERITY_SYMBOL, VERDICT_STYLE  # noqa: PLC0415 - rich only
 
     counts = {severity: sum(f.severity == severity for f in diagnosis.findings)
               for severity in ("error", "warning", "info")}
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
                 session.workspace,
                 models={k: v for k, v in session.workspace.models.items() if k in model_name})
 
-        from ptytui.engine.diagnose import DiagnosisFinished, diagnose_events  # noqa: PLC0415
+        from ptytui.diagnosis.diagnose import DiagnosisFinished, diagnose_events  # noqa: PLC0415
 
         diagnosis = None
         with StderrProgress() as progress:
@@ -117,8 +117,8 @@ def register(app: typer.Typer) -> None:
                     diagnosis = event.diagnosis
         document = diagnosis.to_dict(full_traces=full)
         if save and getattr(session.workspace, "toml_path", None) is not None and not model_name:
-            from ptytui.engine.atomic import atomic_write_text  # noqa: PLC0415
-            from ptytui.engine.decisions import DIAGNOSIS_FILE, ensure_session_dir  # noqa: PLC0415
+            from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
+            from ptytui.inputs.decisions import DIAGNOSIS_FILE, ensure_session_dir  # noqa: PLC0415
 
             import json  # noqa: PLC0415
 

@@ -37,8 +37,8 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console  # noqa: PLC0415
 
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
-        from ptytui.engine.decisions import current_decision  # noqa: PLC0415
-        from ptytui.engine.retrain import (  # noqa: PLC0415
+        from ptytui.inputs.decisions import current_decision  # noqa: PLC0415
+        from ptytui.outcome.retrain import (  # noqa: PLC0415
             EpochDone,
             RetrainCancelled,
             RetrainFinished,
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if verify:
             err.print("re-running statistics and metrics", markup=False, highlight=False)
             verification = verify_retrained(session.workspace.toml_path, result.new_name, trust=trust, seed=seed)
-            from ptytui.engine.compare import save_comparison  # noqa: PLC0415
+            from ptytui.quality.compare import save_comparison  # noqa: PLC0415
 
             save_comparison(verification.comparison, session.workspace.session_dir)
         if json_out:

@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
             open_session,
             select_devices,
         )
-        from ptytui.engine import events as ev  # noqa: PLC0415
+        from ptytui.core import events as ev  # noqa: PLC0415
         from ptytui.errors import UsageError  # noqa: PLC0415
 
         if zero_gate is not None and not 0.0 <= zero_gate <= 1.0:

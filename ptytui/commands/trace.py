@@ -74,8 +74,8 @@ def register(app: typer.Typer) -> None:
 
         import numpy as np  # noqa: PLC0415
 
-        from ptytui.engine.inference import feed_inputs  # noqa: PLC0415
-        from ptytui.engine.trace import compare_traces, trace_model  # noqa: PLC0415
+        from ptytui.running.inference import feed_inputs  # noqa: PLC0415
+        from ptytui.running.trace import compare_traces, trace_model  # noqa: PLC0415
 
         traces = []
         for plan in plans:

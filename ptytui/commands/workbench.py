@@ -60,7 +60,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def resolve_workspace(path: Path) -> tuple[str, Path, Path]:
     """(label, workspace path, session folder) of a workspace, checked without importing TF."""
-    from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+    from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
     workspace = load_workspace(path)
     return str(workspace.name), path, Path(workspace.session_dir)
@@ -118,7 +118,7 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     if n_groups is not None and n_groups < 1:
         raise UsageError(f"--n-groups: expected a positive integer, found {n_groups}")
 
-    from ptytui.screens.feeds import recording_feed, replay_feed, workspace_feed  # noqa: PLC0415
+    from ptytui.tui.feeds import recording_feed, replay_feed, workspace_feed  # noqa: PLC0415
 
     export_writer = None  # a replay has no workspace to export from
     if replay is not None:
@@ -133,7 +133,7 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     if record is not None:
         feed = recording_feed(feed, record)
 
-    from ptytui.app import WorkbenchApp, run_workbench, save_screens  # noqa: PLC0415
+    from ptytui.tui.app import WorkbenchApp, run_workbench, save_screens  # noqa: PLC0415
 
     first_frame = os.environ.get(FIRST_FRAME_ENV)
     app = WorkbenchApp(feed, workspace_label=label, session_dir=session_dir, theme=theme,
@@ -165,7 +165,7 @@ class DeferredExportWriter:
 
     def writer(self):
         if self._writer is None:
-            from ptytui.engine.export import WorkspaceExportWriter  # noqa: PLC0415
+            from ptytui.outcome.export import WorkspaceExportWriter  # noqa: PLC0415
 
             self._writer = WorkspaceExportWriter(self.workspace_path, **self.options)
         return self._writer
