@@ -63,11 +63,11 @@ def write_model(path: Path, n: int) -> None:
 
 
 def throughput(model_path: Path, data_path: Path, batch: int, groups: int, repeats: int) -> dict:
-    from ptytui.inputs.data import group_split, open_split
-    from ptytui.running.inference import feed_inputs, run_inference
     from ptytui.core.events import RunFinished
-    from ptytui.inputs.models import load_model
     from ptytui.core.tfload import tf
+    from ptytui.inputs.data import group_split, open_split
+    from ptytui.inputs.models import load_model
+    from ptytui.running.inference import feed_inputs, run_inference
 
     loaded = load_model(model_path)
     split = open_split(data_path, name="bench")

@@ -3,8 +3,6 @@ intensity scale, parameters) read from the files without running or deserializin
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 CARD_HELP = ("Show what a saved model is without running it: .keras, .h5, SavedModel folder or "

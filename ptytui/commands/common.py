@@ -47,8 +47,8 @@ def open_session(workspace: Path | None, model: list[str] | None, data: list[str
                  positions: str | None = None, trust: bool = False, seed: int = 0,
                  n_groups: int | None = None, batch_size: int = 64, shard: str | None = None):
     """A Session from WORKSPACE, or from --model/--data flags (not both)."""
-    from ptytui.running.session import Session, Shard  # noqa: PLC0415
     from ptytui.inputs.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
+    from ptytui.running.session import Session, Shard  # noqa: PLC0415
 
     if positions is not None and positions not in ("absolute", "relative", "zero"):
         raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")

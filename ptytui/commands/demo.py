@@ -6,7 +6,6 @@ Stage progress goes to stderr, the workspace path to stdout. No TensorFlow or Te
 from __future__ import annotations
 
 import sys
-
 from pathlib import Path
 from typing import Optional
 

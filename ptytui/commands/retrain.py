@@ -37,6 +37,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console  # noqa: PLC0415
 
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
+        from ptytui.errors import EXIT_FINDING, Cancelled  # noqa: PLC0415
         from ptytui.inputs.decisions import current_decision  # noqa: PLC0415
         from ptytui.outcome.retrain import (  # noqa: PLC0415
             EpochDone,
@@ -46,7 +47,6 @@ def register(app: typer.Typer) -> None:
             run_retrain,
             verify_retrained,
         )
-        from ptytui.errors import EXIT_FINDING, Cancelled  # noqa: PLC0415
 
         session = open_session(workspace, None, None, trust=trust, seed=seed)
         select_devices(devices)

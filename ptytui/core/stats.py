@@ -25,6 +25,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ptytui.core.tfload import tf as _tf
+
 OCTAVE_MIN = -20  # smallest magnitude with its own bins: 2^-20 ~ 9.5e-7
 OCTAVE_MAX = 20  # magnitudes from 2^20 ~ 1.05e6 up share the outermost bin
 BINS_PER_OCTAVE = 2  # split at 1.5 * 2^e: the top mantissa bit
@@ -219,7 +221,6 @@ def reduce_tensor_tf(x):
     Call this inside a ``tf.function`` (the trace and the inference runner do). It casts to
     float64 for the sums so that the host merge is exact up to float64 rounding.
     """
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     flat = tf.reshape(x, [-1])
@@ -278,7 +279,6 @@ def reduce_tensor_tf(x):
 
 def reduce_named_tf(name: str, x) -> dict[str, dict]:
     """Reduce a tensor to {record name: reduction}; complex tensors give amplitude and phase."""
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     if x.dtype.is_complex:
@@ -322,7 +322,6 @@ class StatsAccumulator:
 
     def _fn(self):
         if self._reduce_fn is None:
-            from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
             tf = _tf()
             self._reduce_fn = tf.function(reduce_named_tf, reduce_retracing=True)

@@ -50,6 +50,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ptytui.core.events import EngineEvent, RunCancelled, RunFailed, RunFinished, RunResult
+from ptytui.core.jsonable import finite_or_none, json_ready
 from ptytui.diagnosis.drift import SplitDrift, split_drift
 from ptytui.diagnosis.geometry import AxesCheck, SplitGeometry, axes_check, coverage_check, split_geometry
 from ptytui.diagnosis.hypotheses import (
@@ -62,10 +63,16 @@ from ptytui.diagnosis.hypotheses import (
     dead_layers,
     kernel_problems,
 )
-from ptytui.running.inference import is_cancelled
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
-from ptytui.running.trace import Trace, compare_traces, trace_model
 from ptytui.errors import Cancelled, InputError
+from ptytui.inputs.data import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
+from ptytui.inputs.decisions import is_baseline_label
+from ptytui.inputs.models import input_roles
+from ptytui.inputs.workspace import load_workspace
+from ptytui.quality.compare import COMPARISON_JSON
+from ptytui.running.inference import feed_inputs, is_cancelled, resolve_intensity_scale
+from ptytui.running.session import Session
+from ptytui.running.trace import Trace, compare_traces, trace_model
 
 SPARSE_NONZERO_MAX = 0.5
 SPARSE_ERROR_MAX = 0.05
@@ -101,24 +108,6 @@ def action(option: str, intervention: str | None = None) -> dict[str, Any]:
             "command": f"{option}:{intervention}" if intervention else option, "description": text}
 
 
-def _clean(value: Any) -> Any:
-    """JSON-ready copy: numpy scalars to Python, NaN/Inf to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
 
 @dataclass
 class Finding:
@@ -136,8 +125,8 @@ class Finding:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "severity": self.severity, "model": self.model, "split": self.split,
-                "layer": self.layer, "summary": self.summary, "evidence": _clean(self.evidence),
-                "actions": _clean(self.actions), "label": self.label}
+                "layer": self.layer, "summary": self.summary, "evidence": json_ready(self.evidence),
+                "actions": json_ready(self.actions), "label": self.label}
 
 
 # ---- events ---------------------------------------------------------------------------------
@@ -231,7 +220,7 @@ class Diagnosis:
 
     def to_dict(self, *, full_traces: bool = False) -> dict[str, Any]:
         """The ``diagnose --json`` document (workspace, findings, seconds, and what was measured)."""
-        return _clean({
+        return json_ready({
             "workspace": self.workspace,
             "workspace_name": self.workspace_name,
             "workspace_hash": self.workspace_hash,
@@ -291,7 +280,6 @@ def _intervention_summary(report: InterventionReport) -> dict[str, Any]:
 
 def intensity_check(split, n_patterns: int = 64) -> dict[str, Any]:
     """Is the stored "amplitude" really intensity (counts)? Reads ``n_patterns`` patterns."""
-    from ptytui.inputs.data import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT  # noqa: PLC0415
 
     sample = split.diffraction_batch(np.arange(min(n_patterns, split.M))).astype(np.float64)
     finite = sample[np.isfinite(sample)]
@@ -320,7 +308,6 @@ def intensity_check(split, n_patterns: int = 64) -> dict[str, Any]:
 def _as_workspace(workspace):
     if hasattr(workspace, "models") and hasattr(workspace, "splits"):
         return workspace
-    from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
     return load_workspace(workspace)
 
@@ -342,10 +329,6 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
     with ``DiagnosisFinished(diagnosis)``. Raises ``Cancelled`` when ``cancel`` is set (checked
     between steps), ``InputError`` for bad input (a split, a model that cannot run on it).
     """
-    from ptytui.inputs.decisions import is_baseline_label  # noqa: PLC0415
-    from ptytui.running.inference import feed_inputs, resolve_intensity_scale  # noqa: PLC0415
-    from ptytui.inputs.models import input_roles  # noqa: PLC0415
-    from ptytui.running.session import Session  # noqa: PLC0415
 
     started = time.perf_counter()
     if session is None:
@@ -555,8 +538,8 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
             reports[plan.split] = report
             for r in report.results:
                 yield CounterfactualDone(model_name, plan.split, intervention=r.name,
-                                         nonzero_before=_finite(report.as_fed.nonzero_fraction),
-                                         nonzero_after=_finite(r.nonzero_fraction))
+                                         nonzero_before=finite_or_none(report.as_fed.nonzero_fraction),
+                                         nonzero_after=finite_or_none(r.nonzero_fraction))
             if batch_check is None:
                 check_cancel()
                 batch_check = batch_coupling_check(loaded, split, grouping, model=model_name,
@@ -643,7 +626,7 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
             diagnosis.hypotheses.append(hypothesis)
             yield HypothesisTested(model_name, "", name=f"{hypothesis.name} [{model_name}]",
                                    test=hypothesis.test, verdict=hypothesis.verdict,
-                                   evidence=_clean(hypothesis.evidence))
+                                   evidence=json_ready(hypothesis.evidence))
             if hypothesis.id == "underflow" and hypothesis.verdict == "supported":
                 ev = hypothesis.evidence
                 yield raised(Finding(
@@ -680,7 +663,6 @@ def _cached_metric_findings(ws, workspace_hash: str | None) -> list[Finding]:
     if folder is None or workspace_hash is None:
         return []
     try:
-        from ptytui.quality.compare import COMPARISON_JSON  # noqa: PLC0415
 
         path = Path(folder) / COMPARISON_JSON
         if not path.is_file():
@@ -707,9 +689,6 @@ def _as_action(value) -> dict[str, Any]:
     option, _, intervention = str(value).partition(":")
     return action(option, intervention or None)
 
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 def _output_findings(result: RunResult, raised: Callable[[Finding], FindingRaised], label, baseline

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.running.inference import position_tensor
+
 COVERAGE_MARGIN_PX = 2  # pty-chi asks for ceil(max - min + probe) + 2 px per axis
 OFF_CANVAS_VISIBLE_MAX = 0.5  # a split whose patches keep less than half their area on average
 
@@ -150,7 +152,6 @@ def fed_offsets(split, grouping, positions: str) -> np.ndarray:
     Uses the same rule as ``inference.position_tensor`` (relative: -(position - group mean);
     absolute: scan positions; zero: zeros).
     """
-    from ptytui.running.inference import position_tensor  # noqa: PLC0415
 
     members = np.asarray(grouping.indices)
     batch = SimpleNamespace(

@@ -13,6 +13,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ptytui.core.tfload import tf as _tf
+from ptytui.diagnosis.interventions import model_outputs
+from ptytui.running.inference import feed_inputs
 from ptytui.running.trace import Trace
 
 SUPPORTED, REJECTED, INCONCLUSIVE = "supported", "rejected", "inconclusive"
@@ -86,8 +89,6 @@ def batch_coupling_check(loaded_model, split, grouping, *, model: str, positions
 
     Only these few outputs come to the host (for the comparison); NaN compares equal to NaN.
     """
-    from ptytui.running.inference import feed_inputs  # noqa: PLC0415
-    from ptytui.diagnosis.interventions import model_outputs  # noqa: PLC0415
 
     ids = np.arange(min(batch_size, len(grouping))) if group_ids is None else np.asarray(group_ids)
     batch = grouping.batch(split, ids, ground_truth=False)
@@ -144,7 +145,6 @@ def subnormals_flushed() -> bool:
     then an underflowing activation becomes an exact zero and no subnormal is ever counted."""
     global _FLUSHED
     if _FLUSHED is None:
-        from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
         tf = _tf()
         probe = tf.constant(np.full(4, 1e-39, np.float32))

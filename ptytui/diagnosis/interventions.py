@@ -15,6 +15,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ptytui.core.stats import TensorStats
+from ptytui.core.tfload import tf as _tf
+from ptytui.inputs.models import input_roles
+from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs
+from ptytui.running.trace import records_of
 
 RECOVERED_NONZERO_MIN = 0.5  # an intervention "recovers" an output when it brings it above this
 
@@ -135,8 +139,6 @@ _FORWARD: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
 def _forward(loaded_model, fed: dict[str, np.ndarray]) -> list:
     """One forward pass through a compiled function with a free batch dimension, cached per
     model: the re-runs and the batch-1 comparison (17 calls) then cost one graph build."""
-    from ptytui.running.inference import call_inputs, flat_outputs  # noqa: PLC0415
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     model = loaded_model.model
@@ -157,7 +159,6 @@ def _forward(loaded_model, fed: dict[str, np.ndarray]) -> list:
 
 def output_stats(loaded_model, fed: dict[str, np.ndarray]) -> dict[str, TensorStats]:
     """Run the model on fed inputs; output records reduced on the device."""
-    from ptytui.running.trace import records_of  # noqa: PLC0415
 
     outputs = _forward(loaded_model, fed)
     records: dict[str, TensorStats] = {}
@@ -183,8 +184,6 @@ def _split_mean_position(split, grouping) -> np.ndarray:
 def feed_variant(loaded_model, batch, intervention: Intervention, *, positions: str,
                  intensity_scale, split_mean: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The batch's inputs fed as ``intervention`` says (the rest as configured)."""
-    from ptytui.running.inference import feed_inputs  # noqa: PLC0415
-    from ptytui.inputs.models import input_roles  # noqa: PLC0415
 
     mode = intervention.positions or positions
     if intervention.name == "centred-positions":
@@ -206,7 +205,6 @@ def feed_variant(loaded_model, batch, intervention: Intervention, *, positions: 
 def applicable(loaded_model, names: Sequence[str] | None = None) -> list[Intervention]:
     """Interventions that make sense for this model (positions only if it takes them, scale only
     if it carries an intensity scale other than 1)."""
-    from ptytui.inputs.models import input_roles  # noqa: PLC0415
 
     has_positions = bool(input_roles(loaded_model).get("positions"))
     scale = getattr(loaded_model, "intensity_scale", None)
@@ -241,7 +239,6 @@ def run_interventions(loaded_model, split, grouping, *, model: str, positions: s
     positions = positions or "relative"
     ids = np.arange(min(n_samples, len(grouping))) if group_ids is None else np.asarray(group_ids)
     batch = grouping.batch(split, ids, ground_truth=False)
-    from ptytui.running.inference import feed_inputs  # noqa: PLC0415
 
     base_fed = feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
     as_fed = InterventionResult("as-fed", f"as the workspace feeds it (positions {positions}, "

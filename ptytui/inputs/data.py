@@ -27,7 +27,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ptytui.errors import InputError
+from ptytui.errors import InputError, one_line
 
 __all__ = [
     "AMPLITUDE_MAX_SUSPECT",
@@ -330,7 +330,7 @@ class _NpzReader:
                 shape, fortran_order, dtype = self._parse_npy_header(stream, info.filename)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
             raise InputError(self.shown, f"a readable member '{info.filename}'",
-                             f"{type(exc).__name__}: {_one_line(exc)}", hint="the file is corrupt") from None
+                             one_line(exc), hint="the file is corrupt") from None
         return _Member(key, info.filename, shape, dtype, fortran_order, True, None)
 
     def _parse_npy_header(self, stream, member_name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -347,7 +347,7 @@ class _NpzReader:
                 raise ValueError(f"unsupported .npy format version {version}")
         except (ValueError, EOFError, OSError, zlib.error, zipfile.BadZipFile, SyntaxError) as exc:
             raise InputError(self.shown, f"member '{member_name}' in .npy format",
-                             f"an invalid array header ({_one_line(exc)})", hint="the file is corrupt") from None
+                             f"an invalid array header ({one_line(exc)})", hint="the file is corrupt") from None
         return tuple(int(s) for s in shape), bool(fortran_order), np.dtype(dtype)
 
     # -- arrays -------------------------------------------------------------------------------
@@ -369,12 +369,9 @@ class _NpzReader:
                 return np.lib.format.read_array(stream, allow_pickle=allow_pickle)
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
             raise InputError(self.shown, f"a readable array '{key}' {m.shape}",
-                             f"{type(exc).__name__}: {_one_line(exc)}",
+                             one_line(exc),
                              hint="the file is corrupt or truncated") from None
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _describe_non_zip(path: Path, exc: BaseException) -> str:
@@ -382,13 +379,13 @@ def _describe_non_zip(path: Path, exc: BaseException) -> str:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError as err:
-        return f"an unreadable file ({_one_line(err)})"
+        return f"an unreadable file ({one_line(err)})"
     if not head:
         return "an empty file (0 bytes)"
     if head.startswith(_NPY_MAGIC):
         return "a single .npy array, not an .npz archive"
     if head.startswith(_LOCAL_HEADER_SIGNATURE):
-        return f"a damaged zip archive ({_one_line(exc)}; truncated?)"
+        return f"a damaged zip archive ({one_line(exc)}; truncated?)"
     if head.startswith(b"\x89HDF"):
         return "an HDF5 file"
     return "a file that is not a zip archive"
@@ -624,7 +621,7 @@ def _numeric(reader: _NpzReader, key: str, trust: bool) -> np.ndarray:
         return np.array(arr.tolist())
     except (ValueError, TypeError) as exc:
         raise InputError(reader.shown, f"key '{key}' convertible to a numeric array",
-                         f"an object array that is not ({_one_line(exc)})") from None
+                         f"an object array that is not ({one_line(exc)})") from None
 
 
 def _check_diffraction_dtype(shown: str, key: str, dtype: np.dtype) -> None:
@@ -701,7 +698,7 @@ def _metadata_dict(arr: np.ndarray, warnings: list[str]) -> dict | None:
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError as exc:
-            warnings.append(f"_metadata is not valid JSON ({_one_line(exc)})")
+            warnings.append(f"_metadata is not valid JSON ({one_line(exc)})")
             return None
         if isinstance(parsed, dict):
             return parsed
@@ -966,7 +963,7 @@ def group_split(split: Split, gridsize: int, *, k_neighbors: int = 7, seed: int 
         if M < C:
             raise InputError(str(split.path), f"at least {C} patterns for gridsize {gridsize}", f"{M} patterns")
         K = min(max(int(k_neighbors), C), M)
-        from scipy.spatial import cKDTree  # scipy.spatial is slow to import; only grouping needs it
+        from scipy.spatial import cKDTree  # noqa: PLC0415 - slow to import; only grouping needs it
 
         _, neighbours = cKDTree(positions).query(positions, k=K)  # (M, K), nearest first (self)
         neighbours = np.asarray(neighbours, dtype=np.int64).reshape(M, K)
@@ -995,7 +992,7 @@ def group_split(split: Split, gridsize: int, *, k_neighbors: int = 7, seed: int 
 
 def _contiguous_subset(centres: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, tuple[float, float]]:
     """The k groups whose centres are nearest a seeded anchor, in original order."""
-    from scipy.spatial import cKDTree
+    from scipy.spatial import cKDTree  # noqa: PLC0415 - slow to import; only grouping needs it
 
     # A separate stream from the neighbour draw, so n_groups does not change which groups exist.
     rng = np.random.default_rng([seed, 1])

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from ptytui.core.atomic import fsync_directory
 from ptytui.errors import InputError, UsageError
 
 __all__ = [
@@ -356,7 +357,6 @@ def append_decision(session_dir: str | Path, decision: Mapping) -> Path:
     finally:
         os.close(fd)
     if not existed:
-        from ptytui.core.atomic import fsync_directory  # noqa: PLC0415
 
         fsync_directory(folder)
     return log

@@ -166,7 +166,8 @@ class Workspace:
 
     def open_split(self, name: str, *, trust: bool | None = None):
         """Open split ``name`` with ptytui.inputs.data.open_split (trust defaults to the workspace's)."""
-        from ptytui.inputs.data import open_split
+        # numpy loads with the first split opened, not with the workbench's first frame.
+        from ptytui.inputs.data import open_split  # noqa: PLC0415
 
         return open_split(self.split_path(name), name, trust=self.trust if trust is None else trust)
 

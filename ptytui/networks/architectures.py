@@ -26,7 +26,8 @@ def intensity_scale_for(dose: float, N: int) -> float:
 
 
 def _keras():
-    from ptytui.networks import layers  # noqa: PLC0415  (registers the ptytui layers)
+    # Importing the layers imports TensorFlow: deferred to the first model built.
+    from ptytui.networks import layers  # noqa: PLC0415
 
     return layers, layers.keras
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from ptytui.networks.architectures import _keras
 
+
 def compiled_train_step(model, optimizer, loss_of, n_inputs: int, signature: list):
     """One Adam step as a ``tf.function`` over (inputs..., targets...): the first ``n_inputs``
     tensors feed the model, the rest are the targets ``loss_of(targets, predicted)`` compares.

@@ -20,8 +20,21 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ptytui.running.inference import _one_line
-from ptytui.errors import Cancelled, UsageError
+from ptytui import __version__
+from ptytui.core.atomic import atomic_open, atomic_write_text
+from ptytui.core.events import RunCancelled, RunFailed, RunFinished
+from ptytui.core.jsonable import json_ready
+from ptytui.diagnosis.diagnose import diagnose_workspace
+from ptytui.diagnosis.geometry import canvas_of, fed_offsets, visible_fraction
+from ptytui.errors import Cancelled, UsageError, one_line
+from ptytui.inputs.decisions import DIAGNOSIS_FILE, _key_numbers, load_saved_diagnosis, read_decision_log
+from ptytui.inputs.workspace import load_workspace
+from ptytui.quality import compare as compare_module
+from ptytui.quality.compare import FRC_CSV, METRICS_CSV, csv_text
+from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
+from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs, is_cancelled, resolve_intensity_scale
+from ptytui.running.session import Session
+from ptytui.running.trace import trace_model
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -124,41 +137,24 @@ class ReportInputs:
 
 
 def _diagnose(session, *, cancel=None) -> tuple[dict | None, str, Any]:
-    """Run ``ptytui.diagnosis.diagnose.diagnose_workspace`` on the session when that module exists:
-    (document, note, the Diagnosis object or None)."""
+    """Run the diagnosis on the session: (document, note, the Diagnosis object or None)."""
     try:
-        from ptytui.diagnosis import diagnose as diagnose_module  # noqa: PLC0415
-    except ImportError:
-        return None, "not run: the diagnosis engine (ptytui.diagnosis.diagnose) is not available", None
-    run = getattr(diagnose_module, "diagnose_workspace", None)
-    if run is None:
-        return None, "not run: ptytui.diagnosis.diagnose has no diagnose_workspace()", None
-    try:
-        try:
-            result = run(session.workspace, session=session, cancel=cancel)
-        except TypeError:
-            result = run(session.workspace)
-        if result is None:
-            return None, "not run: the diagnosis returned nothing", None
-        document = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+        result = diagnose_workspace(session.workspace, session=session, cancel=cancel)
     except Cancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - the report says so instead of failing
-        return None, f"not run: the diagnosis failed ({_one_line(exc)})", None
-    return document, "run by the export (ptytui.diagnosis.diagnose)", result
+        return None, f"not run: the diagnosis failed ({one_line(exc)})", None
+    return result.to_dict(), "run by the export (ptytui.diagnosis.diagnose)", result
 
 
 def _save_diagnosis(document: dict, session_dir: Path) -> None:
     """Keep a diagnosis the export ran in the session folder, for later decisions' evidence."""
-    from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
-    from ptytui.inputs.decisions import DIAGNOSIS_FILE  # noqa: PLC0415
 
     atomic_write_text(Path(session_dir) / DIAGNOSIS_FILE, json.dumps(document, indent=2, allow_nan=False) + "\n")
 
 
 def collect_stats(session, *, cancel=None) -> tuple[list, list[str]]:
     """Input/output statistics of every model on every split (the incident's log lines)."""
-    from ptytui.core.events import RunCancelled, RunFailed, RunFinished  # noqa: PLC0415
 
     runs, failures = [], []
     for event in session.stats_events(session.plan(), cancel=cancel):
@@ -187,8 +183,6 @@ def gather_report_inputs(session, *, comparison: Any = None, diagnosis: Any = "a
     stats : "run", list of RunResult, or None
         "run" streams every model over every split for the statistics table.
     """
-    from ptytui.quality import compare as compare_module  # noqa: PLC0415
-    from ptytui.inputs.decisions import load_saved_diagnosis, read_decision_log  # noqa: PLC0415
 
     say = log or (lambda text: None)
     workspace = session.workspace
@@ -300,7 +294,6 @@ def _status_line(inputs: ReportInputs) -> tuple[str, str]:
 
 
 def _finding_numbers(finding: dict, limit: int = 6) -> str:
-    from ptytui.inputs.decisions import _key_numbers  # noqa: PLC0415
 
     numbers = _key_numbers(finding.get("evidence") or {})
     parts = [f"{md_escape(k)} = {_fmt(v)}" for k, v in list(numbers.items())[:limit]]
@@ -518,7 +511,6 @@ def render_markdown(inputs: ReportInputs, artifacts: Iterable[str]) -> str:
 
 
 def _version() -> str:
-    from ptytui import __version__  # noqa: PLC0415
 
     return __version__
 
@@ -636,8 +628,6 @@ def write_debug_dump(session, model: str, split: str, path: Path, *, groups: int
     """The first batch of ``split`` through ``model`` as the workspace feeds it, to an NPZ:
     ``input__NAME`` (as fed), ``output__NAME``, ``positions_absolute`` (B, C, 2) [x, y],
     ``pattern_indices`` (B, C), ``group_indices`` (B,), ``meta_json`` (a JSON string)."""
-    from ptytui.core.atomic import atomic_open  # noqa: PLC0415
-    from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs, resolve_intensity_scale  # noqa: PLC0415
 
     loaded = session.model(model)
     entry = session.model_entry(model)
@@ -683,7 +673,6 @@ def _pyplot():
 
 
 def _save_figure(fig, path: Path) -> Path:
-    from ptytui.core.atomic import atomic_open  # noqa: PLC0415
 
     plt = _pyplot()
     with atomic_open(path, "wb") as handle:
@@ -739,12 +728,6 @@ def figure_reconstructions(session, comparison, path: Path) -> Path | None:
 
 def figure_layers(session, path: Path, *, groups: int = TRACE_GROUPS) -> Path | None:
     """Per-layer nonzero fraction of every model on a small probe batch of every split."""
-    try:
-        from ptytui.running.trace import trace_model  # noqa: PLC0415
-    except ImportError:
-        return None
-    from ptytui.running.inference import feed_inputs  # noqa: PLC0415
-
     workspace = session.workspace
     traces: dict[str, list] = {}
     for name, entry in workspace.models.items():
@@ -820,10 +803,6 @@ def figure_positions(session, path: Path) -> Path | None:
     ax.set_xlabel("x (column)")
     ax.set_ylabel("y (row)")
     ax.legend(fontsize=7)
-    try:
-        from ptytui.diagnosis.geometry import canvas_of, fed_offsets, visible_fraction  # noqa: PLC0415
-    except ImportError:
-        canvas_of = fed_offsets = visible_fraction = None
     for col, name in enumerate(panels[1:], start=1):
         ax = axes[0][col]
         entry = workspace.models[name]
@@ -831,19 +810,15 @@ def figure_positions(session, path: Path) -> Path | None:
         card = cards[name]
         patch = None
         canvas = None
-        if canvas_of is not None:
-            geometry = canvas_of(card)
-            if geometry is not None:
-                patch, canvas = geometry.patch, geometry.canvas
+        geometry = canvas_of(card)
+        if geometry is not None:
+            patch, canvas = geometry.patch, geometry.canvas
         for i, split_name in enumerate(workspace.splits):
             opened = session.split(split_name)
             grouping = session.grouping(split_name, session.gridsize(name))
-            if fed_offsets is not None:
-                offsets = fed_offsets(opened, grouping, mode).reshape(-1, 2)
-            else:
-                offsets = np.asarray(grouping.relative_offsets)[:, 0].transpose(0, 2, 1).reshape(-1, 2)
+            offsets = fed_offsets(opened, grouping, mode).reshape(-1, 2)
             label = split_name
-            if patch and visible_fraction is not None:
+            if patch:
                 label += f" (visible {visible_fraction(offsets, patch).mean():.1%})"
             ax.scatter(offsets[:, 0], offsets[:, 1], s=4, color=colours[i % len(colours)], label=label)
         patch = patch or opened.N
@@ -866,7 +841,6 @@ def figure_positions(session, path: Path) -> Path | None:
 
 def session_document(inputs: ReportInputs, files: list[str]) -> dict:
     """The JSON session: workspace, statistics, diagnosis (or why none), metrics, decisions, files."""
-    from ptytui.quality.metrics import _json_safe  # noqa: PLC0415
 
     ws = inputs.workspace
     models = {name: {"path": str(e.path), "label": e.label, "gridsize": e.gridsize, "positions": e.positions,
@@ -875,7 +849,7 @@ def session_document(inputs: ReportInputs, files: list[str]) -> dict:
     reference = None
     if ws.reference is not None:
         reference = {"path": str(ws.reference.path), "label": ws.reference.label, "split": ws.reference.split}
-    return _json_safe({
+    return json_ready({
         "ptytui_version": _version(),
         "generated": inputs.generated,
         "workspace": {"name": ws.name, "toml": str(ws.toml_path) if ws.toml_path else None,
@@ -891,7 +865,7 @@ def session_document(inputs: ReportInputs, files: list[str]) -> dict:
         "decision_log_warnings": inputs.decision_warnings,
         "files": files,
         "notes": inputs.notes,
-    })
+    }, infinity="text")
 
 
 # ---- the export ----------------------------------------------------------------------------------
@@ -915,7 +889,6 @@ def default_out_dir(workspace) -> Path:
 
 def planned_files(formats: Iterable[str]) -> list[str]:
     """File names an export of ``formats`` writes (debug dumps named per failing model/split)."""
-    from ptytui.quality.compare import FRC_CSV, METRICS_CSV  # noqa: PLC0415
 
     chosen = set(formats)
     names = []
@@ -968,9 +941,6 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
     ExportResult
         Each file written atomically; a figure that cannot be drawn is noted, not fatal.
     """
-    from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
-    from ptytui.quality.compare import FRC_CSV, METRICS_CSV, csv_text  # noqa: PLC0415
-    from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS  # noqa: PLC0415
 
     started = time.perf_counter()
     chosen = parse_formats(formats)
@@ -984,7 +954,6 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
     notes: list[str] = []
 
     def check_cancel():
-        from ptytui.running.inference import is_cancelled  # noqa: PLC0415
 
         if cancel is not None and is_cancelled(cancel):
             raise Cancelled("export")
@@ -1000,7 +969,7 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
                 written.append(write_debug_dump(session, model, split, target))
                 say(f"wrote {target.name}")
             except Exception as exc:  # noqa: BLE001
-                notes.append(f"debug dump of {model}/{split} not written: {_one_line(exc)}")
+                notes.append(f"debug dump of {model}/{split} not written: {one_line(exc)}")
     if "png" in chosen:
         for name, draw in ((FIGURE_RECONSTRUCTIONS, lambda p: figure_reconstructions(session, inputs.comparison, p)),
                            (FIGURE_LAYERS, lambda p: figure_layers(session, p)),
@@ -1009,7 +978,7 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
             try:
                 result = draw(folder / name)
             except Exception as exc:  # noqa: BLE001 - a figure must not sink the report
-                notes.append(f"figure {name} not drawn: {_one_line(exc)}")
+                notes.append(f"figure {name} not drawn: {one_line(exc)}")
                 continue
             if result is None:
                 notes.append(f"figure {name} not drawn: nothing to show")
@@ -1060,7 +1029,6 @@ class WorkspaceExportWriter:
         if self.out_dir is not None:
             return self.out_dir
         if workspace is None:
-            from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
             workspace = load_workspace(self.workspace_path)
         return default_out_dir(workspace)
@@ -1070,8 +1038,6 @@ class WorkspaceExportWriter:
         return [str(folder / name) for name in planned_files(self.formats)]
 
     def __call__(self, state: Any = None) -> list[str]:
-        from ptytui.inputs.decisions import load_saved_diagnosis  # noqa: PLC0415
-        from ptytui.running.session import Session  # noqa: PLC0415
 
         session = Session.open(self.workspace_path, **self.options)
         diagnosis: Any = "auto"

@@ -32,8 +32,16 @@ from typing import Iterator
 
 import numpy as np
 
-from ptytui.core.events import EngineEvent
+from ptytui.core.atomic import atomic_path, atomic_write_text
+from ptytui.core.events import EngineEvent, RunCancelled, RunFailed
+from ptytui.core.tfload import keras, tf
 from ptytui.errors import Cancelled, InputError, UsageError
+from ptytui.inputs.workspace import load_workspace
+from ptytui.networks.architectures import build_supervised_unet
+from ptytui.networks.training import compiled_train_step
+from ptytui.quality.compare import compare_workspace
+from ptytui.running.inference import feed_inputs, is_cancelled, run_to_result
+from ptytui.running.session import Session
 
 __all__ = [
     "DESIGNS",
@@ -256,12 +264,10 @@ def ground_truth_patches(split, idx: np.ndarray) -> np.ndarray:
 # ---- training --------------------------------------------------------------------------------
 
 def _build_model(session, plan: RetrainPlan, patch_size: int):
-    from ptytui.core.tfload import keras  # noqa: PLC0415
 
     k = keras()
     k.utils.set_random_seed(plan.seed)
     if plan.design == "supervised":
-        from ptytui.networks.architectures import build_supervised_unet  # noqa: PLC0415
 
         return build_supervised_unet(patch_size, plan.filters)
     loaded = session.model(plan.model)
@@ -283,9 +289,6 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
     Memory is bounded by one batch: patterns and ground-truth patches are read per batch from the
     (memory-mapped) split.
     """
-    from ptytui.core.atomic import atomic_path  # noqa: PLC0415
-    from ptytui.running.inference import feed_inputs, is_cancelled  # noqa: PLC0415
-    from ptytui.core.tfload import keras, tf  # noqa: PLC0415
 
     tf_, k = tf(), keras()
     started = time.perf_counter()
@@ -336,7 +339,6 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
 
     n_inputs = len(input_specs)
 
-    from ptytui.networks.training import compiled_train_step  # noqa: PLC0415
 
     train_step = compiled_train_step(model, optimizer, loss_of, n_inputs, input_specs + target_specs)
 
@@ -438,8 +440,6 @@ def point_workspace_at(workspace, result: RetrainResult, plan: RetrainPlan, *, g
                        old_entry=None) -> tuple[Path, Path]:
     """Rewrite ``ptytui.toml`` so the retrained model takes the old one's label (see the module
     docstring); returns (toml path, backup path). Validated by re-reading; restored on failure."""
-    from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
-    from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
     if workspace.toml_path is None:
         raise UsageError("retrain: needs a workspace folder with ptytui.toml (not --model/--data) to "
@@ -517,10 +517,6 @@ def verify_retrained(workspace_path, new_name: str, *, batch_size: int = 64, tru
     ``min_nonzero_fraction`` (phase records excluded: a phase of 0 can be legitimate) or holds
     NaN / Inf; ``problems`` says which.
     """
-    from ptytui.quality.compare import compare_workspace  # noqa: PLC0415
-    from ptytui.core.events import RunCancelled, RunFailed  # noqa: PLC0415
-    from ptytui.running.inference import run_to_result  # noqa: PLC0415
-    from ptytui.running.session import Session  # noqa: PLC0415
 
     session = Session.open(workspace_path, trust=trust, seed=seed, batch_size=batch_size)
     runs, problems = [], []

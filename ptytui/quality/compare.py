@@ -31,8 +31,27 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ptytui.core.atomic import atomic_open, atomic_write_text
+from ptytui.core.jsonable import json_ready
+from ptytui.core.tfload import tf as _tf
+from ptytui.errors import Cancelled, InputError, one_line
 from ptytui.inputs.decisions import current_decision, model_policy
-from ptytui.errors import Cancelled, InputError
+from ptytui.quality.metrics import (
+    CSV_COLUMNS,
+    FRC_CSV_COLUMNS,
+    StreamingStitcher,
+    empty_metrics,
+    evaluate_reconstruction,
+    evaluate_stitched,
+)
+from ptytui.running.inference import (
+    _is_oom,
+    call_inputs,
+    feed_inputs,
+    flat_outputs,
+    is_cancelled,
+    resolve_intensity_scale,
+)
 
 __all__ = [
     "COMPARISON_JSON",
@@ -223,7 +242,7 @@ class Comparison:
 
     def to_dict(self) -> dict:
         """The ``compare --json`` document."""
-        return _json_safe({
+        return json_ready({
             "workspace": self.workspace,
             "workspace_hash": self.workspace_hash,
             "split": self.split,
@@ -234,7 +253,7 @@ class Comparison:
             "rows": self.rows(),
             "frc_rows": self.frc_rows(),
             "findings": self.findings(),
-        })
+        }, infinity="text")
 
     @classmethod
     def from_dict(cls, data: dict) -> "Comparison":
@@ -244,11 +263,6 @@ class Comparison:
                    decision=data.get("decision"), seconds=float(data.get("seconds") or 0.0),
                    notes=list(data.get("notes") or []))
 
-
-def _json_safe(value: Any) -> Any:
-    from ptytui.quality.metrics import _json_safe as metrics_json_safe  # noqa: PLC0415
-
-    return metrics_json_safe(value)
 
 
 def metric_findings(comparison: Comparison) -> list[dict]:
@@ -328,10 +342,8 @@ def object_patches(outputs: list[np.ndarray], output_names: list[str], *, patch_
 
 
 def _compiled_call(model):
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     def call(inputs):
-        from ptytui.running.inference import flat_outputs  # noqa: PLC0415
 
         return flat_outputs(model(inputs, training=False))
 
@@ -366,8 +378,6 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
     InputError
         When the model's outputs are not object patches or the inputs cannot be fed.
     """
-    from ptytui.running.inference import _is_oom, call_inputs, feed_inputs, is_cancelled  # noqa: PLC0415
-    from ptytui.quality.metrics import StreamingStitcher  # noqa: PLC0415
 
     loaded = session.model(name)
     split = session.split(split_name)
@@ -508,14 +518,6 @@ def _model_ids(workspace) -> dict[str, str]:
     return ids
 
 
-def _one_line(exc: BaseException) -> str:
-    one_line = getattr(exc, "one_line", None)
-    if callable(one_line):
-        return one_line()
-    from ptytui.running.inference import _one_line as engine_one_line  # noqa: PLC0415
-
-    return engine_one_line(exc)  # TF graph errors without their flattened traceback
-
 
 def compare_workspace(session, *, split: str | None = None, decision: Any = "current",
                       models: list[str] | None = None, include_reference: bool = True, cancel=None,
@@ -547,7 +549,6 @@ def compare_workspace(session, *, split: str | None = None, decision: Any = "cur
         A model that fails to run or cannot be evaluated gets empty rows and status "failed"
         (its reason in ``note``); the others are still compared.
     """
-    from ptytui.quality.metrics import empty_metrics, evaluate_reconstruction, evaluate_stitched  # noqa: PLC0415
 
     started = time.perf_counter()
     workspace = session.workspace
@@ -604,7 +605,7 @@ def compare_workspace(session, *, split: str | None = None, decision: Any = "cur
         except Cancelled:
             raise
         except Exception as exc:  # noqa: BLE001 - a failing model gets empty rows, the rest go on
-            reason = f"failed to run on split '{run_split}': {_one_line(exc)}"
+            reason = f"failed to run on split '{run_split}': {one_line(exc)}"
             entries.append(ComparedModel.from_metrics(
                 empty_metrics(model_id, reason), split=run_split, status="failed", note=reason,
                 positions=positions, **common))
@@ -616,12 +617,11 @@ def compare_workspace(session, *, split: str | None = None, decision: Any = "cur
                                         computation_time_s=streamed.seconds,
                                         max_shift=known_placement_max_shift(session.split(run_split).N))
         except Exception as exc:  # noqa: BLE001
-            reason = f"metrics failed on split '{run_split}': {_one_line(exc)}"
+            reason = f"metrics failed on split '{run_split}': {one_line(exc)}"
             metrics, status = empty_metrics(model_id, reason, computation_time_s=streamed.seconds), "failed"
             policy.note = reason if policy.note is None else f"{policy.note}; {reason}"
         scale_value = None
         try:
-            from ptytui.running.inference import resolve_intensity_scale  # noqa: PLC0415
 
             scale_value = resolve_intensity_scale(session.model(name), scale)
         except Exception:  # noqa: BLE001 - only for the record
@@ -660,7 +660,7 @@ def compare_workspace(session, *, split: str | None = None, decision: Any = "cur
                 entries.append(ComparedModel.from_metrics(metrics, split=split_name, status="evaluated",
                                                           canvas=recon.object, origin=recon.origin, **common))
             except Exception as exc:  # noqa: BLE001 - the models' metrics still stand
-                reason = f"reference not evaluated: {_one_line(exc)}"
+                reason = f"reference not evaluated: {one_line(exc)}"
                 entries.append(ComparedModel.from_metrics(empty_metrics(model_id, reason), split=split_name,
                                                           status="failed", note=reason, **common))
             report(CompareProgress(model_id, split_name, "done"))
@@ -708,8 +708,6 @@ def _csv_cell(value: Any) -> Any:
 
 def write_comparison_files(comparison: Comparison, out_dir: str | Path) -> list[Path]:
     """Write ``comparison_metrics.csv``, ``frc_curves.csv`` and ``comparison.json`` atomically."""
-    from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
-    from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS  # noqa: PLC0415
 
     folder = Path(out_dir)
     written = [
@@ -724,7 +722,6 @@ def write_comparison_files(comparison: Comparison, out_dir: str | Path) -> list[
 def save_comparison(comparison: Comparison, session_dir: str | Path) -> list[Path]:
     """Cache a comparison in the session folder: the three files of ``write_comparison_files``
     plus ``comparison_reconstructions.npz`` (each entry's evaluated canvas, for figures)."""
-    from ptytui.core.atomic import atomic_open  # noqa: PLC0415
 
     folder = Path(session_dir)
     written = write_comparison_files(comparison, folder)

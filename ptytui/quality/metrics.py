@@ -54,6 +54,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from ptytui.core.jsonable import json_ready
 from ptytui.errors import InputError
 
 # --- constants that define the metrics (one place) -------------------------------------------
@@ -475,7 +476,7 @@ def _register(pred: np.ndarray, gt: np.ndarray, register_on: str, upsample_facto
     that moves the amplitude estimate by more than ``_MAX_REFINEMENT_PX`` is rejected: the
     amplitude estimate is trusted over it.
     """
-    from skimage.registration import phase_cross_correlation
+    from skimage.registration import phase_cross_correlation  # noqa: PLC0415 - slow to import
 
     pred_amp, gt_amp = np.abs(pred), np.abs(gt)
     if not np.any(pred_amp > 0):
@@ -1103,28 +1104,8 @@ class ModelMetrics:
             "covered_fraction": self.covered_fraction,
             "flags": self.flags,
         }
-        return _json_safe(record)
+        return json_ready(record, infinity="text")
 
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(key): _json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return [_json_safe(item) for item in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        if math.isnan(number):
-            return None
-        if math.isinf(number):
-            return "inf" if number > 0 else "-inf"
-        return number
-    return value
 
 
 def _component(label: str, name: str, pred: np.ndarray, gt: np.ndarray, flags: list) -> ComponentMetrics:

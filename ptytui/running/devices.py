@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.tfload import tf as _tf
 from ptytui.errors import UsageError
 
 # Environment variable: split the CPU into this many logical devices for ``--devices all`` when
@@ -35,7 +36,6 @@ def split_cpu(n: int) -> bool:
     """
     if n < 1:
         raise UsageError(f"{CPU_REPLICAS_ENV}: expected a positive integer, found {n}")
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     cpus = tf.config.list_physical_devices("CPU")
@@ -100,7 +100,6 @@ def build_strategy(*, use_cpu: bool | None = None) -> DeviceSet:
     -------
     DeviceSet
     """
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     if use_cpu is None:
@@ -131,7 +130,6 @@ class DistributedStep:
     """
 
     def __init__(self, single_step, device_set: DeviceSet):
-        from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
         tf = _tf()
         self.device_set = device_set

@@ -7,7 +7,6 @@ run can be cancelled between batches; on out-of-memory it halves the batch and c
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -26,7 +25,10 @@ from ptytui.core.events import (
     RunStarted,
 )
 from ptytui.core.stats import StatsAccumulator, reduce_named_tf
-from ptytui.errors import InputError
+from ptytui.core.tfload import tf as _tf
+from ptytui.errors import InputError, one_line
+from ptytui.inputs.models import input_roles
+from ptytui.running.devices import DistributedStep
 
 POSITION_MODES = ("absolute", "relative", "zero")
 
@@ -80,7 +82,6 @@ def feed_inputs(loaded_model, batch, *, positions: str | None = "relative",
     The diffraction input gets the amplitude times the intensity scale; the position input (if
     the model has one) gets the offsets chosen by ``positions``.
     """
-    from ptytui.inputs.models import input_roles  # noqa: PLC0415
 
     roles = input_roles(loaded_model)
     card = loaded_model.card
@@ -133,7 +134,6 @@ def call_inputs(fed: dict):
 def _is_oom(exc: BaseException) -> bool:
     """Out of memory, however TF reports it: as ResourceExhaustedError, or wrapped by a graph
     function or XLA into another error type whose message still says so."""
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     if isinstance(exc, (_tf().errors.ResourceExhaustedError, MemoryError)):
         return True
@@ -144,7 +144,6 @@ class _Step:
     """One compiled step: run the model on a batch and reduce inputs and outputs on device."""
 
     def __init__(self, loaded_model):
-        from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
         tf = _tf()
         model = loaded_model.model
@@ -212,11 +211,10 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
     try:
         step = _compiled_step(loaded_model)
         if device_set is not None:
-            from ptytui.running.devices import DistributedStep  # noqa: PLC0415
 
             step = DistributedStep(step, device_set)
     except Exception as exc:  # noqa: BLE001 - a model that cannot be traced is a failed run
-        yield RunFailed(model_name, split_name, message=f"cannot compile the model: {_one_line(exc)}")
+        yield RunFailed(model_name, split_name, message=f"cannot compile the model: {one_line(exc)}")
         return
     accumulator = StatsAccumulator()
     # feed_inputs feeds every input of the card (or raises), so these name the input records.
@@ -241,10 +239,10 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                 note = f"out of memory at batch size {batch_size}; continuing at {new}"
                 notes.append(note)
                 yield BatchSizeReduced(model_name, split_name, old=batch_size, new=new,
-                                       reason=_one_line(exc))
+                                       reason=one_line(exc))
                 batch_size = new
                 continue
-            yield RunFailed(model_name, split_name, message=_one_line(exc))
+            yield RunFailed(model_name, split_name, message=one_line(exc))
             return
         for part in reductions:  # one per replica that ran a part of the batch, in order
             accumulator.merge_reductions(part)
@@ -293,32 +291,5 @@ def run_to_result(events: Iterator[EngineEvent], on_event: Callable[[EngineEvent
     return last
 
 
-_TF_TAGS = re.compile(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^\]]*\}\}\]\]|\[Op:[^\]]*\]")
-_MODULE_PATH = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*(?:Error|Exception)\b)")
-_TRACE_HEADERS = ("Graph execution error:", "Detected at node", "Traceback (most recent call last)",
-                  "Hint: If you want to see a list of allocated tensors")
 
 
-def _one_line(exc: BaseException) -> str:
-    """The error as one readable line: TF's graph tracebacks ("Detected at node ... File ...")
-    and node tags are dropped, so the line says what went wrong rather than where in Keras."""
-    text = str(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
-    kept: list[str] = []
-    in_frame = False
-    for raw in text.splitlines():
-        line = _TF_TAGS.sub("", raw).strip()
-        if line.startswith('File "'):
-            in_frame = True  # a traceback frame: its code and caret lines follow, indented
-            continue
-        if in_frame and raw.startswith("    "):
-            continue
-        in_frame = False
-        if not line or line.startswith(_TRACE_HEADERS) or not line.strip("^~ "):
-            continue
-        line = _MODULE_PATH.sub("", line)
-        if line not in kept:  # py_function errors repeat the Python error after its traceback
-            kept.append(line)
-    summary = " ".join(" ".join(kept).split()) or type(exc).__name__
-    if not summary.startswith(type(exc).__name__):
-        summary = f"{type(exc).__name__}: {summary}"
-    return summary[:400]

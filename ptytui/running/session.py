@@ -13,8 +13,11 @@ from typing import Iterator
 import numpy as np
 
 from ptytui.core.events import EngineEvent
-from ptytui.running.inference import CancelToken, run_inference
 from ptytui.errors import InputError, UsageError
+from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.models import load_model, read_card
+from ptytui.inputs.workspace import load_workspace
+from ptytui.running.inference import CancelToken, run_inference
 
 
 @dataclass(frozen=True)
@@ -85,13 +88,11 @@ class Session:
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, **kwargs) -> "Session":
-        from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
         return cls(load_workspace(path), **kwargs)
 
     def split(self, name: str):
         if name not in self._splits:
-            from ptytui.inputs.data import open_split  # noqa: PLC0415
 
             if name not in self.workspace.splits:
                 raise InputError(self._where(), f"a split named one of {sorted(self.workspace.splits)}",
@@ -103,7 +104,6 @@ class Session:
 
     def model(self, name: str):
         if name not in self._models:
-            from ptytui.inputs.models import load_model  # noqa: PLC0415
 
             entry = self.model_entry(name)
             if self.device_set is not None:
@@ -123,7 +123,6 @@ class Session:
         entry = self.model_entry(name)
         if entry.gridsize:
             return int(entry.gridsize)
-        from ptytui.inputs.models import read_card  # noqa: PLC0415
 
         if name in self._models:
             card = self._models[name].card
@@ -136,7 +135,6 @@ class Session:
     def grouping(self, split_name: str, gridsize: int):
         key = (split_name, gridsize)
         if key not in self._groupings:
-            from ptytui.inputs.data import group_split  # noqa: PLC0415
 
             self._groupings[key] = group_split(self.split(split_name), gridsize, seed=self.seed,
                                                n_groups=self.n_groups)
@@ -200,40 +198,3 @@ class Session:
     def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
         for plan in plans:
             yield from self.run(plan, cancel=cancel)
-
-    def events(self, cancel: CancelToken = None) -> Iterator[EngineEvent]:
-        """Everything the workbench shows, as one stream: statistics of every model x split,
-        traces, geometry, counterfactuals and findings (the diagnosis), then the metrics of every
-        model and the reference against the ground truth."""
-        from ptytui.quality.compare import compare_workspace  # noqa: PLC0415
-        from ptytui.diagnosis.diagnose import diagnose_events  # noqa: PLC0415
-        from ptytui.core.events import MetricsDone  # noqa: PLC0415
-        from ptytui.running.inference import is_cancelled  # noqa: PLC0415
-
-        yield from diagnose_events(self.workspace, cancel=cancel, session=self, trust=self.trust,
-                                   seed=self.seed, n_groups=self.n_groups, batch_size=self.batch_size)
-        if is_cancelled(cancel):
-            return
-        comparison = compare_workspace(self, cancel=cancel)
-        if is_cancelled(cancel):
-            return
-        self._cache_comparison(comparison)
-        flags = [{"model": entry.model_id, "flag": flag.get("flag"), "message": flag.get("message")}
-                 for entry in comparison.entries for flag in entry.flags]
-        yield MetricsDone("*", comparison.split, metrics={"rows": comparison.rows(),
-                                                          "frc": comparison.frc_rows(), "flags": flags})
-
-    def _cache_comparison(self, comparison) -> None:
-        """Keep the workbench's metrics in the session folder, as `ptytui compare` does: the
-        export and later runs then reuse them (same inputs and decision) instead of recomputing."""
-        session_dir = getattr(self.workspace, "session_dir", None)
-        if session_dir is None or getattr(self.workspace, "toml_path", None) is None:
-            return  # --model/--data: no workspace folder of the user's to write into
-        if self.n_groups is not None or self.shard is not None:
-            return  # metrics of a subset: the cache is keyed by inputs and decision, not subset
-        from ptytui.quality.compare import save_comparison  # noqa: PLC0415
-
-        try:
-            save_comparison(comparison, session_dir)
-        except OSError:  # a read-only workspace: the metrics are still shown, only not cached
-            pass

@@ -39,6 +39,7 @@ from ptytui.core.stats import (
     stats_from_reduction,
     stats_of_array,
 )
+from ptytui.core.tfload import tf as _tf
 
 COLLAPSE_NONZERO_MAX = 0.01  # a layer output below this nonzero fraction has collapsed
 # An input above this nonzero fraction counts as healthy. Not 0.5: a ReLU layer's output is
@@ -442,7 +443,6 @@ def _reduce_output(rows):
     a model with hundreds of layers adds hundreds of small call ops to a compiled trace, not tens
     of thousands of ops, and the eager trace never retraces.
     """
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     result: dict[str, Any] = {"records": reduce_named_tf("output", rows)}
@@ -515,7 +515,6 @@ def _merge_parts(parts: list) -> tuple[dict[str, TensorStats], int, np.ndarray]:
 def records_of(name: str, tensor) -> dict[str, TensorStats]:
     """Statistics records of one tensor (``name`` or ``name.amplitude``/``name.phase``), reduced
     on its device by a cached shape-generic compiled function (no retracing per shape)."""
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     records, _, _ = _merge_parts(_reduce_parts(tf, tf.convert_to_tensor(tensor)))
@@ -570,7 +569,6 @@ def _preview_tf(tf, x):
 
 def _walk(model, flat_inputs: list, preview_path: str | None) -> tuple[list[_EntryMeta], list]:
     """Walk the whole model once; return the entries and their reductions (tensors)."""
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     if _graph_of(model) is None and not _is_sequential_unbuilt(model):
@@ -603,7 +601,6 @@ class _CompiledTrace:
 
     def __call__(self, flat_inputs: list, preview_path: str | None) -> tuple[list[_EntryMeta], list]:
         if preview_path not in self._functions:
-            from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
             compiled = self
 
@@ -748,7 +745,6 @@ def trace_model(model, inputs, *, model_name: str = "model", split: str = "data"
     -------
     Trace
     """
-    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     started = time.perf_counter()

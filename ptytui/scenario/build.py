@@ -40,6 +40,11 @@ from typing import Callable
 import numpy as np
 
 import ptytui
+from ptytui.diagnosis.geometry import visible_fraction
+from ptytui.errors import InputError, UsageError
+from ptytui.inputs.data import group_split, open_split
+from ptytui.networks import architectures
+from ptytui.scenario import epie, simulate, zoo
 from ptytui.scenario.settings import (
     DEFAULT_DOSE,
     DEFAULT_SEED,
@@ -48,7 +53,6 @@ from ptytui.scenario.settings import (
     get_preset,
     parse_defects,
 )
-from ptytui.errors import InputError, UsageError
 
 __all__ = [
     "FINGERPRINT_GROUPS",
@@ -304,9 +308,6 @@ def _relative_path(path: Path, root: Path) -> str:
 
 
 def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, progress) -> None:
-    from ptytui.inputs.data import group_split, open_split  # noqa: PLC0415
-    from ptytui.networks import architectures  # noqa: PLC0415
-    from ptytui.scenario import epie, simulate, zoo  # noqa: PLC0415
 
     started = time.perf_counter()
     stages = _Stages(progress)
@@ -474,7 +475,6 @@ def _predict(model, inputs, batch_size: int = 256) -> list[np.ndarray]:
 def predicted_visible_fraction(offsets_xy: np.ndarray, N: int) -> float:
     """Mean over patches of (1 - |dx|/N)(1 - |dy|/N), each factor clipped at 0: the share of a
     crop that a patch translated by (dx, dy) still covers (gridsize 1)."""
-    from ptytui.diagnosis.geometry import visible_fraction  # noqa: PLC0415  (the one formula)
 
     visible = visible_fraction(np.asarray(offsets_xy, np.float64).reshape(-1, 2), N)
     return float(visible.mean()) if visible.size else float("nan")
@@ -489,7 +489,6 @@ def _output_record(output: np.ndarray) -> dict:
 
 def _measure(models: dict, train, test, preset: Preset, scale: float, seed: int) -> dict:
     """Nonzero fractions of baseline_gs1 (absolute vs zero offsets) and pinn_gs2 per split."""
-    from ptytui.inputs.data import group_split  # noqa: PLC0415
 
     result: dict = {"baseline_gs1": {"absolute": {}, "relative": {}}, "pinn_gs2": {"relative": {}}}
     for split in (train, test):
@@ -512,7 +511,6 @@ def _measure(models: dict, train, test, preset: Preset, scale: float, seed: int)
 
 
 def _fingerprint_inputs(test, scale: float, seed: int) -> dict[str, list[np.ndarray]]:
-    from ptytui.inputs.data import group_split  # noqa: PLC0415
 
     b2 = group_split(test, 2, seed=seed).batch(test, slice(0, FINGERPRINT_GROUPS))
     b1 = group_split(test, 1, seed=seed).batch(test, slice(0, FINGERPRINT_GROUPS))
@@ -552,8 +550,6 @@ def measure_incident(workspace: str | Path, *, limit: int | None = None) -> dict
     models of the folder as they are (a planted model defect shows up here); ``limit`` keeps a
     seeded contiguous subset of that many groups per split. The grouping uses the build's seed.
     """
-    from ptytui.inputs.data import open_split  # noqa: PLC0415
-    from ptytui.scenario import zoo  # noqa: PLC0415
 
     root = Path(workspace)
     manifest = read_manifest(root)
@@ -647,8 +643,6 @@ def _build_variant(tmp: Path, key: str, healthy: Path, preset: Preset, dose: flo
 
     model_defects = tuple(d for d in defects if d in ("dead-layer", "nan-weights"))
     if model_defects:
-        from ptytui.inputs.data import open_split  # noqa: PLC0415
-        from ptytui.scenario import zoo  # noqa: PLC0415
 
         model = zoo.load_scenario_model(healthy / "models" / "pinn_gs2.keras")
         if "dead-layer" in model_defects:

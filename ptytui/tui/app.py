@@ -23,10 +23,10 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from ptytui.errors import Cancelled
-from ptytui.tui.screens.base import EVERYTHING, SCREENS, WorkbenchScreen, freeze_heap
+from ptytui.errors import Cancelled, one_line
 from ptytui.tui.decision_log import DecisionRecorder, recorder_for
 from ptytui.tui.feeds import EventBatcher
+from ptytui.tui.screens.base import EVERYTHING, SCREENS, WorkbenchScreen, freeze_heap
 from ptytui.tui.state import WorkbenchState
 
 # Screen classes by mode; each module is imported when its screen is first shown, so that the
@@ -126,13 +126,6 @@ def lower_thread_priority(increment: int = ENGINE_NICENESS) -> Iterator[None]:
             except OSError:  # raising a priority back may need privileges: leave it lower
                 pass
 
-
-def _one_line(exc: BaseException) -> str:
-    one_line = getattr(exc, "one_line", None)
-    if callable(one_line):
-        return one_line()
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:400]
 
 
 class WorkbenchApp(App[int]):
@@ -294,7 +287,7 @@ class WorkbenchApp(App[int]):
             if cancel.is_set() or isinstance(exc, Cancelled):  # the engine's way to stop when asked
                 self.post_message(EngineFeedEnded(generation, cancelled=True))
             else:
-                self.post_message(EngineFeedEnded(generation, cancelled=False, error=_one_line(exc),
+                self.post_message(EngineFeedEnded(generation, cancelled=False, error=one_line(exc),
                                                   details=traceback.format_exc(limit=8)))
             return
         finally:
@@ -344,7 +337,7 @@ class WorkbenchApp(App[int]):
         # The feed worker reports its own errors; this catches any other worker's failure.
         if event.state == WorkerState.ERROR and event.worker.group != "engine":
             error = event.worker.error
-            self.notify(_one_line(error) if error else "a background task failed", severity="error")
+            self.notify(one_line(error) if error else "a background task failed", severity="error")
 
     def apply_events(self, events: Iterable[object]) -> set[str]:
         """Fold engine events into the state and refresh what shows them (UI thread only)."""
@@ -401,7 +394,7 @@ class WorkbenchApp(App[int]):
         try:
             where = self.decision_recorder(decision)
         except Exception as exc:  # noqa: BLE001 - a full disk must not close the workbench
-            self.notify(f"decision not recorded: {_one_line(exc)}", severity="error", timeout=10)
+            self.notify(f"decision not recorded: {one_line(exc)}", severity="error", timeout=10)
             return None
         self.state.decisions.append({k: v for k, v in decision.items() if k != "findings"})
         self._refresh_screens(self.state.touch({"decisions"}))

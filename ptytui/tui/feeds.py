@@ -146,10 +146,10 @@ def workspace_feed(workspace: str | Path, **session_options: Any) -> EngineFeed:
     """
 
     def feed(cancel: threading.Event) -> Iterator[object]:
-        from ptytui.running.session import Session  # noqa: PLC0415
+        from ptytui.diagnosis.workbench import workbench_events  # noqa: PLC0415 - in the worker
+        from ptytui.running.session import Session  # noqa: PLC0415 - in the worker
 
-        # Statistics of every model x split, trace, geometry, counterfactuals, findings, metrics.
-        yield from Session.open(workspace, **session_options).events(cancel)
+        yield from workbench_events(Session.open(workspace, **session_options), cancel)
 
     return feed
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ptytui.cli import main
 
 ONE_MODEL_TOML = """

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import numpy as np
 import pytest
 
 from ptytui.diagnosis.diagnose import (
@@ -209,9 +208,10 @@ def test_healthy_scenario_raises_no_error(tiny_scenario):
 @pytest.fixture(scope="module")
 def coupling_setup(tmp_path_factory):
     """Two saved single-input models (per-sample vs subtracting the batch mean) and a split."""
+    from ptytui.core.tfload import keras as _keras
+    from ptytui.core.tfload import tf as _tf
     from ptytui.inputs.data import group_split, open_split
     from ptytui.inputs.models import load_model
-    from ptytui.core.tfload import keras as _keras, tf as _tf
     from tests.helpers_npz import make_arrays, write_npz
 
     keras, tf = _keras(), _tf()

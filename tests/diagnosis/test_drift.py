@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptytui.inputs.data import open_split
 from ptytui.diagnosis.drift import (
     compare_samples,
     normalization_drift,
@@ -14,6 +13,7 @@ from ptytui.diagnosis.drift import (
     positions_drift,
     split_drift,
 )
+from ptytui.inputs.data import open_split
 from tests.helpers_npz import make_arrays, write_npz
 
 

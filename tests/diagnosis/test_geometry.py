@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ptytui.inputs.data import group_split, open_split
 from ptytui.diagnosis.geometry import (
     axes_check,
     canvas_of,
@@ -15,6 +14,7 @@ from ptytui.diagnosis.geometry import (
     split_geometry,
     visible_fraction,
 )
+from ptytui.inputs.data import group_split, open_split
 from tests.helpers_npz import make_arrays, write_npz
 
 
@@ -54,8 +54,8 @@ def test_coverage_rule(split):
 @pytest.fixture(scope="module")
 def reassembly_card(tmp_path_factory):
     """The card of a real saved model whose reassembly layer has canvas 18, patch 8."""
-    from ptytui.networks import layers
     from ptytui.inputs.models import read_card
+    from ptytui.networks import layers
 
     keras = layers.keras
     patches = keras.Input((8, 8, 1), name="input")

@@ -19,7 +19,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptytui.inputs.data import group_split, open_split
 from ptytui.core.events import (
     BatchDone,
     BatchSizeReduced,
@@ -29,9 +28,10 @@ from ptytui.core.events import (
     RunFinished,
     RunStarted,
 )
-from ptytui.running.inference import run_inference
-from ptytui.inputs.models import LoadedModel, load_model, read_card
 from ptytui.core.tfload import keras, tf
+from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.models import LoadedModel, load_model, read_card
+from ptytui.running.inference import run_inference
 from tests.helpers_npz import make_arrays, write_npz
 
 N = 8
@@ -122,8 +122,8 @@ def test_any_other_exception_mid_run_is_one_failed_line(files, error):
 
 def test_a_failing_model_through_the_cli_is_one_line_exit_2(files, capsys):
     """``ptytui stats`` turns a RunFailed into one stderr line (exit 2)."""
-    from ptytui.running.session import Session
     from ptytui.inputs.workspace import workspace_from_flags
+    from ptytui.running.session import Session
 
     session = Session(workspace_from_flags([str(files["model"])], [str(files["data"])]), batch_size=2)
     name = next(iter(session.workspace.models))
@@ -161,8 +161,8 @@ def test_cancellation_at_any_batch_ends_the_run_cleanly(files, cancel_after, bat
 @pytest.fixture(scope="module")
 def session(files):
     """Two models x two splits, opened once (models and splits cached across examples)."""
-    from ptytui.running.session import Session
     from ptytui.inputs.workspace import workspace_from_flags
+    from ptytui.running.session import Session
 
     workspace = workspace_from_flags([str(files["model"]), str(files["model"])],
                                      [f"a={files['data']}", f"b={files['data']}"])

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ptytui.errors import InputError
 from ptytui.inputs import data as data_module
 from ptytui.inputs.data import Grouping, Split, group_split, open_split
-from ptytui.errors import InputError
 from tests.helpers_npz import (
     VARIANT_WRITERS,
     make_arrays,

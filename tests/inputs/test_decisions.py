@@ -9,6 +9,7 @@ import warnings
 
 import pytest
 
+from ptytui.errors import UsageError
 from ptytui.inputs.decisions import (
     DECISIONS_FILE,
     DIAGNOSIS_FILE,
@@ -24,7 +25,6 @@ from ptytui.inputs.decisions import (
     record_decision,
 )
 from ptytui.inputs.workspace import load_workspace
-from ptytui.errors import UsageError
 
 DIAGNOSIS = {
     "workspace": "ws",

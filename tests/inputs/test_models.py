@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 
+from ptytui.errors import InputError, MissingDependency
 from ptytui.inputs.models import (
     KIND_BUNDLE,
     KIND_H5,
@@ -25,7 +26,6 @@ from ptytui.inputs.models import (
     load_model,
     read_card,
 )
-from ptytui.errors import InputError, MissingDependency
 
 REPO = Path(__file__).resolve().parents[2]
 CLI_CARD_KEYS = {"path", "kind", "loaded_from", "fallback", "inputs", "outputs", "takes_positions",

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ptytui.errors import InputError
 from ptytui.inputs.workspace import (
     ModelEntry,
     Workspace,
@@ -14,7 +15,6 @@ from ptytui.inputs.workspace import (
     load_workspace,
     workspace_from_flags,
 )
-from ptytui.errors import InputError
 from tests.helpers_npz import write_modern
 
 FULL_TOML = """\

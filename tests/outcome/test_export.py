@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from ptytui.core.atomic import atomic_open, atomic_write_text
-from ptytui.quality.compare import compare_workspace
+from ptytui.errors import UsageError
 from ptytui.inputs.decisions import DIAGNOSIS_FILE, append_decision
 from ptytui.outcome.export import WorkspaceExportWriter, export_workspace, md_escape, parse_formats
+from ptytui.quality.compare import compare_workspace
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
 from ptytui.running.session import Session
-from ptytui.errors import UsageError
 from tests.helpers_compare import shared_workspace
 
 SECTIONS = ["## Summary", "## Evidence", "## Analysis", "## Root cause", "## Commands to reproduce",
@@ -163,13 +163,15 @@ def test_atomic_write_replaces_whole_files_or_leaves_the_old_one(tmp_path):
 def test_the_workbench_export_reuses_the_runs_and_metrics_of_its_session(tiny_workspace_copy, monkeypatch):
     # A finished workbench run: statistics in its state, metrics cached in the session folder.
     # The export must write from those rather than stream the models again.
-    from ptytui.quality import compare as compare_module
     from ptytui.outcome import export as export_module
+    from ptytui.quality import compare as compare_module
     from ptytui.running.session import Session
     from ptytui.tui.state import WorkbenchState
 
     state = WorkbenchState()
-    state.apply_all(Session.open(tiny_workspace_copy).events())
+    from ptytui.diagnosis.workbench import workbench_events
+
+    state.apply_all(workbench_events(Session.open(tiny_workspace_copy)))
     assert (tiny_workspace_copy / "session" / compare_module.COMPARISON_JSON).is_file()
 
     def must_not_run(*args, **kwargs):

@@ -10,7 +10,9 @@ import threading
 import numpy as np
 import pytest
 
+from ptytui.errors import InputError
 from ptytui.inputs.data import open_split
+from ptytui.inputs.workspace import load_workspace
 from ptytui.outcome.retrain import (
     EpochDone,
     RetrainCancelled,
@@ -23,8 +25,6 @@ from ptytui.outcome.retrain import (
     verify_retrained,
 )
 from ptytui.running.session import Session
-from ptytui.inputs.workspace import load_workspace
-from ptytui.errors import InputError
 from tests.helpers_compare import make_object, make_probe, shared_workspace, split_arrays
 
 

@@ -9,6 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
+from ptytui.errors import InputError
+from ptytui.inputs.workspace import load_workspace
 from ptytui.quality.compare import (
     Comparison,
     compare_workspace,
@@ -18,11 +20,9 @@ from ptytui.quality.compare import (
     save_comparison,
     stream_model,
 )
-from ptytui.running.inference import call_inputs, feed_inputs
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS, StreamingStitcher, stitch_patches
+from ptytui.running.inference import call_inputs, feed_inputs
 from ptytui.running.session import Session
-from ptytui.inputs.workspace import load_workspace
-from ptytui.errors import InputError
 from tests.helpers_compare import shared_workspace
 
 

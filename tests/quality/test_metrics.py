@@ -12,6 +12,7 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
+from ptytui.errors import InputError
 from ptytui.quality.metrics import (
     CSV_COLUMNS,
     FRC_CSV_COLUMNS,
@@ -33,7 +34,6 @@ from ptytui.quality.metrics import (
     ssim,
     stitch_patches,
 )
-from ptytui.errors import InputError
 
 # PtychoPINN's own files live in shared/ beside the checkout (or inside it, in a copy).
 _HERE = Path(__file__).resolve()

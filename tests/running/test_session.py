@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ptytui.core.events import MetricsDone, RunFinished, event_from_dict, event_to_dict
-from ptytui.running.session import Session, Shard
 from ptytui.errors import UsageError
+from ptytui.running.session import Session, Shard
 
 
 def test_shards_are_contiguous_and_cover_every_group_once():
@@ -27,7 +27,9 @@ def test_bad_shard_is_a_usage_error(text):
 
 def test_workbench_stream_ends_with_the_metrics(tiny_workspace_copy):
     session = Session.open(tiny_workspace_copy)
-    events = list(session.events())
+    from ptytui.diagnosis.workbench import workbench_events
+
+    events = list(workbench_events(session))
     names = [type(e).__name__ for e in events]
     assert names.index("DiagnosisFinished") < names.index("MetricsDone") == len(names) - 1
     finished = {(e.model, e.split) for e in events if isinstance(e, RunFinished)}

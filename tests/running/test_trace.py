@@ -73,7 +73,8 @@ def test_layer_statistics_match_numpy(batch):
 
 
 def test_multi_input_multi_output_and_complex():
-    from ptytui.core.tfload import keras as _keras, tf as _tf
+    from ptytui.core.tfload import keras as _keras
+    from ptytui.core.tfload import tf as _tf
 
     k, tf = _keras(), _tf()
 
@@ -200,8 +201,9 @@ def test_reduction_in_slices_changes_no_number(batch, monkeypatch):
 
 
 def test_underflow_is_counted_or_flushed():
+    from ptytui.core.tfload import keras as _keras
+    from ptytui.core.tfload import tf as _tf
     from ptytui.diagnosis.hypotheses import subnormals_flushed
-    from ptytui.core.tfload import keras as _keras, tf as _tf
 
     k, tf = _keras(), _tf()
 

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from ptytui.errors import InputError, UsageError
 from ptytui.scenario import (
     DEFECTS,
     INCIDENT_DEFECTS,
@@ -22,7 +23,6 @@ from ptytui.scenario import (
     read_manifest,
     scenario_key,
 )
-from ptytui.errors import InputError, UsageError
 
 TINY = PRESETS["tiny"]
 

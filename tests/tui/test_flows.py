@@ -7,12 +7,12 @@ import asyncio
 import json
 import threading
 
+import numpy as np
+
 from ptytui.core.events import BatchDone, RunStarted
 from ptytui.core.stats import stats_of_array
 from ptytui.tui.feeds import replay_feed
 from ptytui.tui.screens.help import ErrorScreen, HelpScreen
-
-import numpy as np
 
 
 async def wait_until(pilot, condition, what: str, limit_s: float = 60.0) -> None:
@@ -238,7 +238,7 @@ def test_help_lists_every_key(make_app):
 def test_the_palette_offers_the_workbench_actions(make_app):
     async def scenario():
         app = make_app()
-        async with app.run_test() as pilot:
+        async with app.run_test():
             return [command.title for command in app.get_system_commands(app.screen)]
 
     titles = asyncio.run(scenario())

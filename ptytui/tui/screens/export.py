@@ -14,9 +14,9 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
+from ptytui.present.format import percent
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
-from ptytui.present.format import percent
 
 NO_ENGINE = ("nothing to export from: this session has no workspace (a replayed recording). On a "
              "workspace (ptytui WORKSPACE), `w` writes the report (Markdown), CSV, JSON, NPZ and PNG "

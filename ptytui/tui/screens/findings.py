@@ -16,10 +16,10 @@ from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, St
 from textual.widgets.option_list import Option
 
 from ptytui.inputs.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
+from ptytui.present.format import HEALTH_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
 from ptytui.tui.widgets.finding_card import FindingCard, option_of, where
-from ptytui.present.format import HEALTH_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
 
 # Short labels for the radio buttons (the engine's OPTION_DESCRIPTIONS, for reports, are longer);
 # an option without one here shows its description.

@@ -15,8 +15,6 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static, Tree
 
 from ptytui.core.stats import TensorStats
-from ptytui.tui.screens.base import WorkbenchScreen
-from ptytui.tui.state import WorkbenchState
 from ptytui.present.format import (
     HEALTH_STYLE,
     compact,
@@ -26,6 +24,8 @@ from ptytui.present.format import (
     percent,
     value_text,
 )
+from ptytui.tui.screens.base import WorkbenchScreen
+from ptytui.tui.state import WorkbenchState
 from ptytui.tui.widgets.layer_tree import LayerRef, LayerTree, layer_health, layers_by_path
 from ptytui.tui.widgets.patch_image import PatchImage
 
@@ -85,14 +85,14 @@ def layer_details(model: str, path: str, traces: Mapping[str, Mapping[str, Any]]
     def finite(r: TensorStats | None, value) -> str:
         return number(value) if r is not None and r.finite_count else "-"
 
-    rows = [("health", lambda s, l, r: Text(levels[s], style=HEALTH_STYLE.get(levels[s], ""))),
-            ("nonzero", lambda s, l, r: percent(r.nonzero_fraction) if r else "-"),
-            ("mean", lambda s, l, r: finite(r, r.mean if r else None)),
-            ("std", lambda s, l, r: finite(r, r.std if r else None)),
-            ("min", lambda s, l, r: finite(r, r.min if r else None)),
-            ("max", lambda s, l, r: finite(r, r.max if r else None)),
-            ("NaN/Inf", lambda s, l, r: f"{r.nan_count}/{r.inf_count}" if r else "-"),
-            ("dead ch", lambda s, l, r: f"{l.get('dead_channels', 0)}/{l.get('channels', 0)}")]
+    rows = [("health", lambda s, layer, r: Text(levels[s], style=HEALTH_STYLE.get(levels[s], ""))),
+            ("nonzero", lambda s, layer, r: percent(r.nonzero_fraction) if r else "-"),
+            ("mean", lambda s, layer, r: finite(r, r.mean if r else None)),
+            ("std", lambda s, layer, r: finite(r, r.std if r else None)),
+            ("min", lambda s, layer, r: finite(r, r.min if r else None)),
+            ("max", lambda s, layer, r: finite(r, r.max if r else None)),
+            ("NaN/Inf", lambda s, layer, r: f"{r.nan_count}/{r.inf_count}" if r else "-"),
+            ("dead ch", lambda s, layer, r: f"{layer.get('dead_channels', 0)}/{layer.get('channels', 0)}")]
     for label, cell in rows:
         table.add_row(label, *[cell(split, layer, records.get(split)) for split, layer in by_split.items()])
     parts: list[Any] = [title, table, Text("histogram (symlog bins, occupied span)", style="bold underline")]

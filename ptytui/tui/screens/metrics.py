@@ -9,9 +9,9 @@ from textual.app import ComposeResult
 from textual.containers import Container, ItemGrid, VerticalScroll
 from textual.widgets import Static
 
+from ptytui.present.format import HEALTH_STYLE, number
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import MetricsView, WorkbenchState
-from ptytui.present.format import HEALTH_STYLE, number
 
 EMPTY_TEXT = ("metrics not computed yet\n\n"
               "They come from the metrics engine (stitching, registration, MAE/MSE/PSNR/SSIM/MS-SSIM/FRC)\n"

@@ -14,9 +14,9 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, ItemGrid, Vertical, VerticalScroll
 from textual.widgets import DataTable, Sparkline, Static
 
+from ptytui.present.format import HEALTH_STYLE, percent, stats_health
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import RunKey, RunView, WorkbenchState
-from ptytui.present.format import HEALTH_STYLE, percent, stats_health
 from ptytui.tui.widgets.patch_image import PatchStrip
 from ptytui.tui.widgets.positions_grid import PositionsGrid
 from ptytui.tui.widgets.stats_table import StatsTable, histogram_lines

@@ -15,7 +15,6 @@ from textual.widgets.tree import TreeNode
 
 from ptytui.present.format import HEALTH_STYLE, HEALTH_SYMBOL, worst
 
-
 DEAD_CHANNEL_WARNING = 0.25  # share of dead channels from which a layer is marked as a warning
 
 

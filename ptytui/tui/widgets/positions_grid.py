@@ -11,8 +11,8 @@ from rich.console import RenderableType
 from rich.text import Text
 from textual.widget import Widget
 
-from ptytui.tui.state import PositionsView
 from ptytui.present.format import percent
+from ptytui.tui.state import PositionsView
 
 WINDOW_STYLE = "on #1d3b2a"
 VISIBLE_STYLE = "bold green"
