@@ -107,7 +107,8 @@ def register(app: typer.Typer) -> None:
                 session.workspace,
                 models={k: v for k, v in session.workspace.models.items() if k in model_name})
 
-        from ptytui.diagnosis.diagnose import DiagnosisFinished, diagnose_events  # noqa: PLC0415
+        from ptytui.core.events import DiagnosisFinished  # noqa: PLC0415
+        from ptytui.diagnosis.diagnose import diagnose_events  # noqa: PLC0415
 
         diagnosis = None
         with StderrProgress() as progress:

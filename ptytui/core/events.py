@@ -125,6 +125,64 @@ class MetricsDone(EngineEvent):
     metrics: dict
 
 
+# ---- the diagnosis's events (ptytui.diagnosis.diagnose yields them between the runs' events) ----
+
+
+@dataclass
+class DiagnosisStage(EngineEvent):
+    """What the diagnosis is doing now (one line, for a status bar)."""
+
+    stage: str
+    message: str = ""
+
+
+@dataclass
+class CardRead(EngineEvent):
+    card: Any  # the card --json dict
+
+
+@dataclass
+class TraceDone(EngineEvent):
+    trace: Any  # the TRACE dict of trace --json
+
+
+@dataclass
+class PositionsMeasured(EngineEvent):
+    offsets: np.ndarray  # (K, 2) [x, y] as fed, object pixels
+    patch: int | None
+    canvas: int | None
+    predicted_visible_fraction: float | None
+    observed_nonzero_fraction: float | None
+
+
+@dataclass
+class CounterfactualDone(EngineEvent):
+    intervention: str
+    nonzero_before: float | None
+    nonzero_after: float | None
+
+
+@dataclass
+class HypothesisTested(EngineEvent):
+    name: str
+    test: str
+    verdict: str
+    evidence: dict[str, Any]
+
+
+@dataclass
+class FindingRaised(EngineEvent):
+    finding: dict[str, Any]  # the FINDING dict of diagnose --json
+
+
+@dataclass
+class DiagnosisFinished(EngineEvent):
+    diagnosis: Any  # ptytui.diagnosis.record.Diagnosis
+    findings: list[dict[str, Any]]
+    hypotheses: list[dict[str, Any]]
+    seconds: float
+
+
 # ---- recording and replay (UI tests feed recorded engine events to the app) ------------------
 
 EVENT_TYPES = {cls.__name__: cls for cls in

@@ -8,16 +8,15 @@ import json
 
 import pytest
 
-from ptytui.diagnosis.diagnose import (
+from ptytui.core.events import (
     CounterfactualDone,
     DiagnosisFinished,
     FindingRaised,
     HypothesisTested,
     PositionsMeasured,
     TraceDone,
-    diagnose_events,
-    diagnose_workspace,
 )
+from ptytui.diagnosis.diagnose import diagnose_events, diagnose_workspace
 from ptytui.inputs.workspace import load_workspace
 
 PINN_AND_BASELINE = ("pinn_gs2", "baseline_gs1")
