@@ -14,6 +14,7 @@ from ptytui.diagnosis.drift import SplitDrift
 from ptytui.diagnosis.geometry import AxesCheck, SplitGeometry
 from ptytui.diagnosis.hypotheses import BatchCouplingCheck, Hypothesis
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats
+from ptytui.diagnosis.verdict import Verdict, build_verdict
 from ptytui.running.trace import Trace
 
 
@@ -42,6 +43,11 @@ class Diagnosis:
         """1 when any error finding was raised, else 0 (CLI.md exit codes)."""
         return 1 if any(f.severity == "error" for f in self.findings) else 0
 
+    @property
+    def verdict(self) -> Verdict:
+        """The root-cause verdict over these findings and hypotheses (``diagnosis.verdict``)."""
+        return build_verdict([f.to_dict() for f in self.findings], [h.to_dict() for h in self.hypotheses])
+
     def findings_with(self, finding_id: str) -> list[Finding]:
         return [f for f in self.findings if f.id == finding_id]
 
@@ -51,6 +57,7 @@ class Diagnosis:
             "workspace": self.workspace,
             "workspace_name": self.workspace_name,
             "workspace_hash": self.workspace_hash,
+            "verdict": self.verdict.to_dict(),
             "findings": [f.to_dict() for f in self.findings],
             "seconds": round(self.seconds, 3),
             "exit_code": self.exit_code,
