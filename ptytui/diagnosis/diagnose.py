@@ -65,8 +65,8 @@ from ptytui.diagnosis.hypotheses import (
 )
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.errors import Cancelled, InputError
-from ptytui.inputs.data import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
 from ptytui.inputs.decisions import is_baseline_label
+from ptytui.inputs.diffraction_scan import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import load_workspace
 from ptytui.quality.compare import COMPARISON_JSON

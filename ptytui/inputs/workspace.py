@@ -165,9 +165,9 @@ class Workspace:
         return self.models[name]
 
     def open_split(self, name: str, *, trust: bool | None = None):
-        """Open split ``name`` with ptytui.inputs.data.open_split (trust defaults to the workspace's)."""
+        """Open split ``name`` with ptytui.inputs.npz.open_split (trust defaults to the workspace's)."""
         # numpy loads with the first split opened, not with the workbench's first frame.
-        from ptytui.inputs.data import open_split  # noqa: PLC0415
+        from ptytui.inputs.npz import open_split  # noqa: PLC0415
 
         return open_split(self.split_path(name), name, trust=self.trust if trust is None else trust)
 

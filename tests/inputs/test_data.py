@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from ptytui.errors import InputError
-from ptytui.inputs import data as data_module
-from ptytui.inputs.data import Grouping, Split, group_split, open_split
+from ptytui.inputs import diffraction_scan
+from ptytui.inputs.grouping import Grouping, group_split
+from ptytui.inputs.npz import Split, open_split
 from tests.helpers_npz import (
     VARIANT_WRITERS,
     make_arrays,
@@ -163,7 +164,7 @@ def test_normalization_is_recorded_per_split_not_applied(tmp_path):
 def test_chunked_scan_matches_single_chunk(tmp_path, monkeypatch, writer):
     path = writer(tmp_path)
     whole = open_split(path)
-    monkeypatch.setattr(data_module, "_CHUNK_ELEMENTS", 70)  # about one pattern row per chunk
+    monkeypatch.setattr(diffraction_scan, "SCAN_CHUNK_ELEMENTS", 70)  # about one pattern row per chunk
     chunked = open_split(path)
     assert chunked.normalization.mean_pattern_energy == pytest.approx(whole.normalization.mean_pattern_energy)
     assert chunked.scan.to_dict() == pytest.approx(whole.scan.to_dict())
@@ -176,13 +177,13 @@ def test_nan_in_a_late_chunk_names_its_pattern(tmp_path, monkeypatch, layout):
     if layout == "NNM":
         arrays["diff3d"] = np.ascontiguousarray(np.moveaxis(arrays.pop("diffraction"), 0, 2))
     path = write_npz(tmp_path / "late_nan.npz", arrays)
-    monkeypatch.setattr(data_module, "_CHUNK_ELEMENTS", 64)
+    monkeypatch.setattr(diffraction_scan, "SCAN_CHUNK_ELEMENTS", 64)
     with pytest.raises(InputError, match="first in pattern 9"):
         open_split(path)
 
 
 def test_sample_scan_measures_a_sample(tmp_path, monkeypatch):
-    monkeypatch.setattr(data_module, "_SAMPLE_PATTERNS", 5)
+    monkeypatch.setattr(diffraction_scan, "SAMPLE_PATTERNS", 5)
     split = open_split(write_modern(tmp_path), scan="sample")
     assert (split.scan.scope, split.scan.n_patterns) == ("sample", 5)
     assert split.normalization.n_patterns == 5
