@@ -65,8 +65,9 @@ def write_model(path: Path, n: int) -> None:
 def throughput(model_path: Path, data_path: Path, batch: int, groups: int, repeats: int) -> dict:
     from ptytui.core.events import RunFinished
     from ptytui.core.tfload import tf
-    from ptytui.inputs.data import group_split, open_split
+    from ptytui.inputs.grouping import group_split
     from ptytui.inputs.models import load_model
+    from ptytui.inputs.npz import open_split
     from ptytui.running.inference import feed_inputs, run_inference
 
     loaded = load_model(model_path)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ptytui.errors import UsageError
+from ptytui.inputs.workspace import POSITION_MODES
 
 DEVICES = ("cpu", "gpu", "all")
 
@@ -50,8 +51,9 @@ def open_session(workspace: Path | None, model: list[str] | None, data: list[str
     from ptytui.inputs.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
     from ptytui.running.session import Session, Shard  # noqa: PLC0415
 
-    if positions is not None and positions not in ("absolute", "relative", "zero"):
-        raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
+    if positions is not None and positions not in POSITION_MODES:
+        raise UsageError(f"--positions: expected {', '.join(POSITION_MODES[:-1])} or {POSITION_MODES[-1]}, "
+                         f"found {positions!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
     if n_groups is not None and n_groups < 1:

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ptytui.inputs.workspace import DEFAULT_POSITION_MODE, POSITION_MODES
+
 DIAGNOSE_HELP = (
     "Diagnose a workspace: stream every model over every split (output statistics), trace a probe "
     "batch layer by layer, measure positions against each model's reassembly canvas, compare the "
@@ -85,7 +87,7 @@ def register(app: typer.Typer) -> None:
         model: Optional[list[str]] = typer.Option(None, "--model", help="A model file or bundle (instead of WORKSPACE)."),
         data: Optional[list[str]] = typer.Option(None, "--data", help="NPZ split, or NAME=NPZ (repeatable)."),
         model_name: Optional[list[str]] = typer.Option(None, "--model-name", help="Only this workspace model (repeatable)."),
-        positions: Optional[str] = typer.Option(None, "--positions", help="With --model/--data: how positions are fed (absolute | relative | zero; default relative)."),
+        positions: Optional[str] = typer.Option(None, "--positions", help=f"With --model/--data: how positions are fed ({' | '.join(POSITION_MODES)}; default {DEFAULT_POSITION_MODE})."),
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="A seeded contiguous subset of K groups per split."),
         batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch for the streaming runs."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),

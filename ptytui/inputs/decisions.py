@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 from ptytui.core.atomic import fsync_directory
 from ptytui.errors import InputError, UsageError
+from ptytui.inputs.workspace import POSITION_MODES
 
 __all__ = [
     "DECISIONS_FILE",
@@ -144,7 +145,7 @@ def feeding_override(intervention: str | None) -> dict[str, Any] | None:
     key = key.replace("-", "_")
     if not sep:
         return None
-    if key == "positions" and value in ("zero", "relative", "absolute"):
+    if key == "positions" and value in POSITION_MODES:
         return {"positions": value}
     if key == "intensity_scale":
         if value in ("none", "apply"):

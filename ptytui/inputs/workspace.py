@@ -23,6 +23,9 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 __all__ = [
+    "DEFAULT_POSITION_MODE",
+    "POSITION_MODES",
+    "POSITION_MODE_MEANINGS",
     "TOML_NAME",
     "ModelEntry",
     "ReferenceEntry",
@@ -36,7 +39,16 @@ TOML_NAME = "ptytui.toml"
 # Session folder used when a workspace comes from --model/--data flags (relative to the cwd).
 FLAGS_SESSION_DIR = "ptytui-session"
 
-POSITION_MODES = ("absolute", "relative", "zero")
+# How a model's position input is fed (``ModelEntry.positions``, ``--positions``, the feeding in
+# ptytui.running.inference): the one list of modes, each with its one-line meaning.
+POSITION_MODE_MEANINGS = {
+    "absolute": "the scan positions in object pixels: the incident's mistake",
+    "relative": "-(position - group mean), what a PtychoPINN model expects; zeros at gridsize 1",
+    "zero": "all zeros",
+}
+POSITION_MODES = tuple(POSITION_MODE_MEANINGS)
+# The mode used when none is set: relative, as a PtychoPINN pipeline feeds its models.
+DEFAULT_POSITION_MODE = "relative"
 EXPECTED_KINDS = ("pinn", "supervised")
 INTENSITY_SCALE_MODES = ("apply", "none")
 
@@ -72,7 +84,7 @@ class ModelEntry:
     path : the model file or bundle directory (absolute).
     label : canonical id: "PtychoPINN", "Baseline" or another free label.
     gridsize : int, or None to infer it from the model.
-    positions : "absolute" | "relative" | "zero" | None (None: relative, as PtychoPINN feeds it).
+    positions : one of ``POSITION_MODES``, or None for ``DEFAULT_POSITION_MODE`` (relative).
     intensity_scale : "apply" (multiply the diffraction input by the model's own intensity scale,
         as PtychoPINN does), "none", or a float used instead.
     expected_kind : "pinn" | "supervised" | None: what the study believed the model is.
@@ -90,8 +102,8 @@ class ModelEntry:
 
     @property
     def effective_positions(self) -> str:
-        """The position mode actually used: ``positions`` or "relative" when unset."""
-        return self.positions or "relative"
+        """The position mode actually used: ``positions`` or ``DEFAULT_POSITION_MODE`` when unset."""
+        return self.positions or DEFAULT_POSITION_MODE
 
 
 @dataclass
@@ -165,9 +177,9 @@ class Workspace:
         return self.models[name]
 
     def open_split(self, name: str, *, trust: bool | None = None):
-        """Open split ``name`` with ptytui.inputs.data.open_split (trust defaults to the workspace's)."""
+        """Open split ``name`` with ptytui.inputs.npz.open_split (trust defaults to the workspace's)."""
         # numpy loads with the first split opened, not with the workbench's first frame.
-        from ptytui.inputs.data import open_split  # noqa: PLC0415
+        from ptytui.inputs.npz import open_split  # noqa: PLC0415
 
         return open_split(self.split_path(name), name, trust=self.trust if trust is None else trust)
 
@@ -372,7 +384,7 @@ def workspace_from_flags(models: list[str], data: list[str], *, positions: str |
         ``NAME=PATH`` entries (``--data train=A.npz --data test=B.npz``); a single plain path
         becomes the split "data", several plain paths are named by their file stems.
     positions : str, optional
-        "absolute" | "relative" | "zero": how every model is fed positions (None: relative).
+        One of ``POSITION_MODES``: how every model is fed positions (None: relative).
     trust : bool
         --trust: read pickled metadata and allow unsafe model deserialization.
 

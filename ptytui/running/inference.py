@@ -28,9 +28,8 @@ from ptytui.core.stats import StatsAccumulator, reduce_named_tf
 from ptytui.core.tfload import tf as _tf
 from ptytui.errors import InputError, one_line
 from ptytui.inputs.models import input_roles
+from ptytui.inputs.workspace import DEFAULT_POSITION_MODE, POSITION_MODES
 from ptytui.running.devices import DistributedStep
-
-POSITION_MODES = ("absolute", "relative", "zero")
 
 CancelToken = threading.Event | Callable[[], bool] | None
 
@@ -58,12 +57,8 @@ def resolve_intensity_scale(loaded_model, intensity_scale: str | float | None) -
 
 
 def position_tensor(batch, mode: str) -> np.ndarray:
-    """Positions for the model's position input, shape (B, 1, 2, C), float32.
-
-    - ``relative``: -(position - group mean), what a PtychoPINN model expects (zeros at gs1);
-    - ``absolute``: the absolute scan positions in object pixels (the incident's mistake);
-    - ``zero``: all zeros.
-    """
+    """Positions for the model's position input, shape (B, 1, 2, C), float32 [x, y] in object
+    pixels; ``mode`` is one of ``POSITION_MODES`` (meanings: workspace.POSITION_MODE_MEANINGS)."""
     relative = np.asarray(batch.relative_offsets, dtype=np.float32)
     if mode == "relative":
         return relative
@@ -75,7 +70,7 @@ def position_tensor(batch, mode: str) -> np.ndarray:
     raise InputError("--positions", f"one of {', '.join(POSITION_MODES)}", repr(mode))
 
 
-def feed_inputs(loaded_model, batch, *, positions: str | None = "relative",
+def feed_inputs(loaded_model, batch, *, positions: str | None = DEFAULT_POSITION_MODE,
                 intensity_scale: str | float | None = "apply") -> dict[str, np.ndarray]:
     """The model's inputs for one batch, keyed by input name, fed the way a pipeline would.
 
@@ -106,7 +101,7 @@ def feed_inputs(loaded_model, batch, *, positions: str | None = "relative",
                                  f"{diffraction.shape[1]}x{diffraction.shape[2]} in the data")
             fed[name] = diffraction * np.float32(scale) if scale != 1.0 else diffraction
         elif name == pos_name:
-            fed[name] = position_tensor(batch, positions or "relative")
+            fed[name] = position_tensor(batch, positions or DEFAULT_POSITION_MODE)
         else:
             raise InputError(card.path, "inputs for diffraction and (optionally) positions",
                              f"an input '{name}' of shape {shape} that ptytui cannot feed")
@@ -189,7 +184,7 @@ def _compiled_step(loaded_model) -> _Step:
 
 
 def run_inference(loaded_model, split, grouping, *, model_name: str, split_name: str | None = None,
-                  positions: str | None = "relative", intensity_scale: str | float | None = "apply",
+                  positions: str | None = DEFAULT_POSITION_MODE, intensity_scale: str | float | None = "apply",
                   batch_size: int = 64, indices: np.ndarray | None = None,
                   cancel: CancelToken = None, device: str = "cpu",
                   device_set=None) -> Iterator[EngineEvent]:

@@ -14,8 +14,9 @@ import numpy as np
 
 from ptytui.core.events import EngineEvent
 from ptytui.errors import InputError, UsageError
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
 from ptytui.inputs.models import load_model, read_card
+from ptytui.inputs.npz import open_split
 from ptytui.inputs.workspace import load_workspace
 from ptytui.running.inference import CancelToken, run_inference
 

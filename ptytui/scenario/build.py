@@ -42,7 +42,8 @@ import numpy as np
 import ptytui
 from ptytui.diagnosis.geometry import visible_fraction
 from ptytui.errors import InputError, UsageError
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
+from ptytui.inputs.npz import open_split
 from ptytui.networks import architectures
 from ptytui.scenario import epie, simulate, zoo
 from ptytui.scenario.settings import (
@@ -80,7 +81,8 @@ MANIFEST = "scenario/manifest.json"
 FINGERPRINTS = "scenario/fingerprints.npz"
 _CODE_FILES = ("scenario/settings.py", "scenario/simulate.py", "scenario/zoo.py", "scenario/epie.py",
                "scenario/build.py", "networks/layers.py", "networks/architectures.py",
-               "networks/training.py", "inputs/data.py")
+               "networks/training.py", "inputs/npz.py", "inputs/npz_reader.py", "inputs/diffraction_scan.py",
+               "inputs/grouping.py")
 
 
 # --------------------------------------------------------------------------------------------

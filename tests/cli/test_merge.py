@@ -16,8 +16,9 @@ from ptytui.cli import main
 from ptytui.core.events import RunResult
 from ptytui.core.stats import TensorStats, stats_from_reduction
 from ptytui.core.tfload import keras
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
 from ptytui.inputs.models import load_model
+from ptytui.inputs.npz import open_split
 from ptytui.running.inference import _Step, feed_inputs, run_inference, run_to_result
 from ptytui.running.merge import merge_documents
 from ptytui.running.session import index_ranges

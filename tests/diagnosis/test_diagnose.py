@@ -209,8 +209,9 @@ def coupling_setup(tmp_path_factory):
     """Two saved single-input models (per-sample vs subtracting the batch mean) and a split."""
     from ptytui.core.tfload import keras as _keras
     from ptytui.core.tfload import tf as _tf
-    from ptytui.inputs.data import group_split, open_split
+    from ptytui.inputs.grouping import group_split
     from ptytui.inputs.models import load_model
+    from ptytui.inputs.npz import open_split
     from tests.helpers_npz import make_arrays, write_npz
 
     keras, tf = _keras(), _tf()

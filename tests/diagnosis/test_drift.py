@@ -13,7 +13,7 @@ from ptytui.diagnosis.drift import (
     positions_drift,
     split_drift,
 )
-from ptytui.inputs.data import open_split
+from ptytui.inputs.npz import open_split
 from tests.helpers_npz import make_arrays, write_npz
 
 

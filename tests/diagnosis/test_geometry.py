@@ -14,7 +14,8 @@ from ptytui.diagnosis.geometry import (
     split_geometry,
     visible_fraction,
 )
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
+from ptytui.inputs.npz import open_split
 from tests.helpers_npz import make_arrays, write_npz
 
 

@@ -29,8 +29,9 @@ from ptytui.core.events import (
     RunStarted,
 )
 from ptytui.core.tfload import keras, tf
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
 from ptytui.inputs.models import LoadedModel, load_model, read_card
+from ptytui.inputs.npz import open_split
 from ptytui.running.inference import run_inference
 from tests.helpers_npz import make_arrays, write_npz
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
+from ptytui.inputs.npz import open_split
 
 # The fixtures live in shared/ beside the checkout (or inside it, where a copy carries shared/).
 _HERE = Path(__file__).resolve()

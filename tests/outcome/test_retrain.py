@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ptytui.errors import InputError
-from ptytui.inputs.data import open_split
+from ptytui.inputs.npz import open_split
 from ptytui.inputs.workspace import load_workspace
 from ptytui.outcome.retrain import (
     EpochDone,

@@ -19,7 +19,8 @@ import contextlib, io, json, sys
 from pathlib import Path
 from ptytui.running.devices import build_strategy, split_cpu
 assert split_cpu(2), "TF initialized too early"
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
+from ptytui.inputs.npz import open_split
 from ptytui.running.inference import run_inference
 from ptytui.core.stats import records_to_dict
 from ptytui.core.tfload import keras

@@ -11,8 +11,9 @@ import pytest
 from ptytui.core.events import BatchDone, BatchSizeReduced, FirstPatch, RunCancelled, RunFinished, RunStarted
 from ptytui.core.stats import complex_stats_of_array, stats_of_array
 from ptytui.core.tfload import keras, tf
-from ptytui.inputs.data import group_split, open_split
+from ptytui.inputs.grouping import group_split
 from ptytui.inputs.models import LoadedModel, load_model, read_card
+from ptytui.inputs.npz import open_split
 from ptytui.running.inference import call_inputs, feed_inputs, position_tensor, run_inference, run_to_result
 from tests.helpers_npz import make_arrays, write_npz
 

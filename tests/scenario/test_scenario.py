@@ -79,7 +79,7 @@ def test_layout_and_toml_wiring(tiny_workspace):
 
 
 def test_splits_pass_the_data_contract(tiny_workspace):
-    from ptytui.inputs.data import open_split
+    from ptytui.inputs.npz import open_split
 
     for name, M in (("train", TINY.n_train), ("test", TINY.n_test)):
         split = open_split(tiny_workspace / "data" / f"{name}.npz", name)
@@ -208,7 +208,8 @@ def test_fresh_process_reloads_every_model_with_identical_outputs(tiny_workspace
 @pytest.fixture(scope="module")
 def tiny_outputs(tiny_workspace):
     """Outputs of baseline_gs1 (absolute and zero offsets) and pinn_gs2 (relative) on both splits."""
-    from ptytui.inputs.data import group_split, open_split
+    from ptytui.inputs.grouping import group_split
+    from ptytui.inputs.npz import open_split
     from ptytui.scenario.zoo import load_scenario_model
 
     scale = read_manifest(tiny_workspace)["intensity_scale"]
@@ -351,7 +352,8 @@ def test_double_scale_feeds_the_scale_squared(tiny_scenario, healthy):
 
 
 def _pinn_outputs(workspace):
-    from ptytui.inputs.data import group_split, open_split
+    from ptytui.inputs.grouping import group_split
+    from ptytui.inputs.npz import open_split
     from ptytui.scenario.zoo import load_scenario_model
 
     split = open_split(workspace / "data" / "test.npz", "test")
@@ -393,7 +395,7 @@ def test_swapped_xy(tiny_scenario, healthy):
 
 
 def test_uint16_intensity(tiny_scenario, healthy):
-    from ptytui.inputs.data import open_split
+    from ptytui.inputs.npz import open_split
 
     planted = tiny_scenario(["uint16-intensity"])
     bad = open_split(planted / "data" / "test.npz", "test")
