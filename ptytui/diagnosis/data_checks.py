@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ptytui.inputs.data import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
+from ptytui.inputs.diffraction_scan import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
 
 INTEGRAL_FRACTION_MIN = 0.99  # share of nonzero stored values that are integers
 NON_SQUARE_FRACTION_MIN = 0.05  # share of nonzero values that are integers but not squares

@@ -41,7 +41,6 @@ from ptytui.diagnosis.interventions import InterventionReport, primary_output_st
 from ptytui.diagnosis.record import Diagnosis
 from ptytui.errors import Cancelled, InputError
 from ptytui.inputs.decisions import is_baseline_label
-from ptytui.inputs.diffraction_scan import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import load_workspace
 from ptytui.running.inference import feed_inputs, is_cancelled, resolve_intensity_scale
