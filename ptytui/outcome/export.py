@@ -27,7 +27,7 @@ from ptytui.core.jsonable import json_ready
 from ptytui.diagnosis.diagnose import diagnose_workspace
 from ptytui.diagnosis.geometry import canvas_of, fed_offsets, visible_fraction
 from ptytui.errors import Cancelled, UsageError, one_line
-from ptytui.inputs.decisions import DIAGNOSIS_FILE, _key_numbers, load_saved_diagnosis, read_decision_log
+from ptytui.inputs.decisions import key_numbers, load_saved_diagnosis, read_decision_log, save_diagnosis
 from ptytui.inputs.workspace import load_workspace
 from ptytui.quality import compare as compare_module
 from ptytui.quality.compare import FRC_CSV, METRICS_CSV, csv_text
@@ -147,12 +147,6 @@ def _diagnose(session, *, cancel=None) -> tuple[dict | None, str, Any]:
     return result.to_dict(), "run by the export (ptytui.diagnosis.diagnose)", result
 
 
-def _save_diagnosis(document: dict, session_dir: Path) -> None:
-    """Keep a diagnosis the export ran in the session folder, for later decisions' evidence."""
-
-    atomic_write_text(Path(session_dir) / DIAGNOSIS_FILE, json.dumps(document, indent=2, allow_nan=False) + "\n")
-
-
 def collect_stats(session, *, cancel=None) -> tuple[list, list[str]]:
     """Input/output statistics of every model on every split (the incident's log lines)."""
 
@@ -213,7 +207,7 @@ def gather_report_inputs(session, *, comparison: Any = None, diagnosis: Any = "a
             if diagnosis is not None:
                 diagnosis_runs = list(getattr(ran, "runs", None) or [])
                 try:
-                    _save_diagnosis(diagnosis, workspace.session_dir)
+                    save_diagnosis(diagnosis, workspace.session_dir)
                 except (OSError, TypeError, ValueError) as exc:
                     notes.append(f"the diagnosis could not be saved in the session folder: {exc}")
     elif diagnosis is None:
@@ -295,7 +289,7 @@ def _status_line(inputs: ReportInputs) -> tuple[str, str]:
 
 def _finding_numbers(finding: dict, limit: int = 6) -> str:
 
-    numbers = _key_numbers(finding.get("evidence") or {})
+    numbers = key_numbers(finding.get("evidence") or {})
     parts = [f"{md_escape(k)} = {_fmt(v)}" for k, v in list(numbers.items())[:limit]]
     return "; ".join(parts) if parts else "–"
 
