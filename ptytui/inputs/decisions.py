@@ -101,7 +101,7 @@ class DecisionOption:
 
     def outcome_text(self, intervention: str | None = None) -> str:
         """``outcome`` with the intervention filled in (plain text, not escaped)."""
-        return self.outcome.format(intervention=intervention)
+        return self.outcome.format(intervention=intervention or "")
 
 
 OPTIONS: dict[str, DecisionOption] = {option.name: option for option in (
