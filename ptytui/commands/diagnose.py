@@ -120,13 +120,9 @@ def register(app: typer.Typer) -> None:
                     diagnosis = event.diagnosis
         document = diagnosis.to_dict(full_traces=full)
         if save and getattr(session.workspace, "toml_path", None) is not None and not model_name:
-            import json  # noqa: PLC0415
+            from ptytui.inputs.decisions import ensure_session_dir, save_diagnosis  # noqa: PLC0415
 
-            from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
-            from ptytui.inputs.decisions import DIAGNOSIS_FILE, ensure_session_dir  # noqa: PLC0415
-
-            folder = ensure_session_dir(session.workspace)
-            atomic_write_text(folder / DIAGNOSIS_FILE, json.dumps(document, indent=1, allow_nan=False))
+            save_diagnosis(document, ensure_session_dir(session.workspace))
         if json_out:
             emit_json(document)
         else:

@@ -1,7 +1,11 @@
-"""Decision options and the append-only decision log (``<session>/decisions.jsonl``).
+"""Decision options, the session's saved diagnosis and the append-only decision log
+(``<session>/decisions.jsonl``).
 
 A decision records what was chosen about a failing model, why, on which evidence, by whom and
 when; the latest one shapes ``compare`` and ``export`` (which models are run, skipped or marked).
+``OPTIONS`` is the one description of the options (names, sentences, short labels, the phrases
+of findings and reports); ``save_diagnosis`` / ``load_saved_diagnosis`` own ``diagnosis.json``,
+the evidence a decision is taken on.
 
 Log format
 ----------
@@ -36,7 +40,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
-from ptytui.core.atomic import fsync_directory
+from ptytui.core.atomic import atomic_write_text, fsync_directory
 from ptytui.errors import InputError, UsageError
 from ptytui.inputs.workspace import POSITION_MODES
 
@@ -45,14 +49,20 @@ __all__ = [
     "DECISION_OPTIONS",
     "DIAGNOSIS_FILE",
     "FEEDING_INTERVENTIONS",
+    "OPTIONS",
+    "OPTION_ACTIONS",
     "OPTION_DESCRIPTIONS",
+    "OPTION_LABELS",
     "DecisionLog",
+    "DecisionOption",
     "ModelPolicy",
     "append_decision",
     "current_decision",
+    "ensure_session_dir",
     "evidence_from_diagnosis",
     "feeding_override",
     "is_baseline_label",
+    "key_numbers",
     "load_saved_diagnosis",
     "make_decision",
     "model_policy",
@@ -60,21 +70,79 @@ __all__ = [
     "read_decision_log",
     "read_decisions",
     "record_decision",
+    "save_diagnosis",
 ]
 
 DECISIONS_FILE = "decisions.jsonl"
-#: Where the diagnosis is saved in the session folder (``diagnose`` writes it; the decision's
-#: evidence and the export read it).
+#: Where the diagnosis is saved in the session folder (``save_diagnosis`` writes it for
+#: ``diagnose`` and ``export``; ``load_saved_diagnosis`` reads it for decisions and the export).
 DIAGNOSIS_FILE = "diagnosis.json"
 
-DECISION_OPTIONS = ("skip-baseline", "debug-baseline", "retrain-baseline", "accept-train-only", "apply-fix")
-OPTION_DESCRIPTIONS = {
-    "skip-baseline": "Skip the Baseline: compare the PINN against the reference only (Baseline rows empty)",
-    "debug-baseline": "Debug the Baseline further (compare runs it as the workspace feeds it)",
-    "retrain-baseline": "Retrain the Baseline with the supervised design ('ptytui retrain')",
-    "accept-train-only": "Accept train-only Baseline metrics (the Baseline is evaluated on the train split, marked)",
-    "apply-fix": "Apply an input fix to the Baseline, naming the intervention (e.g. apply-fix:zero-positions)",
-}
+
+
+@dataclass(frozen=True)
+class DecisionOption:
+    """One decision option and every text shown for it (the one place they are written).
+
+    name         what ``ptytui decide --option`` takes and the log records
+    usage        how it is spelled on a command line (``apply-fix`` names its intervention)
+    description  one sentence: ``decide``'s confirmation and reports
+    label        a short label: the workbench's radio buttons
+    action       the phrase a finding's suggested action carries (``ptytui diagnose``)
+    outcome      what the option means once decided, for a report's status; ``{intervention}``
+                 stands for the intervention an ``apply-fix`` names
+    """
+
+    name: str
+    usage: str
+    description: str
+    label: str
+    action: str
+    outcome: str
+
+    def outcome_text(self, intervention: str | None = None) -> str:
+        """``outcome`` with the intervention filled in (plain text, not escaped)."""
+        return self.outcome.format(intervention=intervention or "")
+
+
+OPTIONS: dict[str, DecisionOption] = {option.name: option for option in (
+    DecisionOption(
+        "skip-baseline", "skip-baseline",
+        "Skip the Baseline: compare the PINN against the reference only (Baseline rows empty)",
+        "compare PINN vs reference only",
+        "skip the Baseline: compare the PINN with the reference only",
+        "the Baseline is skipped: PINN against the reference only"),
+    DecisionOption(
+        "debug-baseline", "debug-baseline",
+        "Debug the Baseline further (compare runs it as the workspace feeds it)",
+        "Debug Baseline further",
+        "debug the Baseline further",
+        "debugging continues"),
+    DecisionOption(
+        "retrain-baseline", "retrain-baseline",
+        "Retrain the Baseline with the supervised design ('ptytui retrain')",
+        "Retrain Baseline (supervised design)",
+        "retrain the Baseline with the supervised design",
+        "the Baseline was retrained"),
+    DecisionOption(
+        "accept-train-only", "accept-train-only",
+        "Accept train-only Baseline metrics (the Baseline is evaluated on the train split, marked)",
+        "Accept train-only Baseline metrics",
+        "accept train-only Baseline metrics",
+        "Baseline metrics are accepted on the train split only"),
+    DecisionOption(
+        "apply-fix", "apply-fix:INTERVENTION",
+        "Apply an input fix to the Baseline, naming the intervention (e.g. apply-fix:zero-positions)",
+        "Apply an input fix (names the intervention)",
+        "apply an input fix",
+        "the input fix {intervention} is applied"),
+)}
+#: The option names, in the order they are offered.
+DECISION_OPTIONS = tuple(OPTIONS)
+#: Views of ``OPTIONS`` by text, for callers that need one text per option.
+OPTION_DESCRIPTIONS = {name: option.description for name, option in OPTIONS.items()}
+OPTION_LABELS = {name: option.label for name, option in OPTIONS.items()}
+OPTION_ACTIONS = {name: option.action for name, option in OPTIONS.items()}
 
 #: Interventions that are a change of how a model is fed; ``compare`` applies them for
 #: ``apply-fix``. Other intervention names are recorded but change nothing in ``compare``.
@@ -166,8 +234,15 @@ def is_baseline_label(label: str | None) -> bool:
 
 # ---- evidence ------------------------------------------------------------------------------
 
-def _key_numbers(evidence: Any, prefix: str = "", out: dict | None = None) -> dict:
-    """Scalar numbers of a finding's evidence, flattened one level of nesting (per split)."""
+def key_numbers(evidence: Any, prefix: str = "", out: dict | None = None) -> dict:
+    """The scalars of a finding's (or hypothesis's) evidence, for a decision's evidence and reports.
+
+    Nested mappings are flattened one level (``{"train": 0.1}`` under ``observed`` becomes
+    ``observed.train``: evidence is often per split); deeper levels, lists and strings over 80
+    characters are left out, a non-finite number is kept as its text (``"nan"``), and at most
+    ``_MAX_EVIDENCE_NUMBERS`` are kept, in the evidence's order. ``prefix`` and ``out`` are the
+    recursion's state; callers pass only ``evidence``.
+    """
     out = {} if out is None else out
     if not isinstance(evidence, Mapping):
         return out
@@ -182,7 +257,7 @@ def _key_numbers(evidence: Any, prefix: str = "", out: dict | None = None) -> di
         elif isinstance(value, str) and len(value) <= 80:
             out[name] = value
         elif isinstance(value, Mapping) and not prefix:
-            _key_numbers(value, f"{name}.", out)
+            key_numbers(value, f"{name}.", out)
     return out
 
 
@@ -206,7 +281,7 @@ def evidence_from_diagnosis(diagnosis: Mapping | None, *, source: str | None = N
             "id": finding.get("id"), "severity": finding.get("severity"),
             "model": finding.get("model"), "split": finding.get("split"),
             "summary": finding.get("summary"),
-            "numbers": _key_numbers(finding.get("evidence") or {}),
+            "numbers": key_numbers(finding.get("evidence") or {}),
         })
         if len(kept) >= _MAX_EVIDENCE_FINDINGS:
             break
@@ -236,6 +311,18 @@ def load_saved_diagnosis(session_dir: str | Path, workspace_hash: str | None = N
     if workspace_hash and saved_hash and saved_hash != workspace_hash:
         return None
     return document
+
+
+def save_diagnosis(document: Mapping, session_dir: str | Path) -> Path:
+    """Save a ``diagnose --json`` document as the session's ``diagnosis.json``, atomically; return
+    its path. The folder must exist (``ensure_session_dir``). ``load_saved_diagnosis`` reads it
+    back; ``decide`` and ``export`` take their findings from it.
+
+    Raises ValueError for a non-finite number or TypeError for a value JSON cannot hold (the
+    document must be ``json_ready``), OSError when the folder is not writable.
+    """
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    return atomic_write_text(Path(session_dir) / DIAGNOSIS_FILE, text)
 
 
 # ---- records ---------------------------------------------------------------------------------

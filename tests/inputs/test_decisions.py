@@ -13,16 +13,20 @@ from ptytui.errors import UsageError
 from ptytui.inputs.decisions import (
     DECISIONS_FILE,
     DIAGNOSIS_FILE,
+    OPTIONS,
     append_decision,
     current_decision,
     evidence_from_diagnosis,
     feeding_override,
+    key_numbers,
+    load_saved_diagnosis,
     make_decision,
     model_policy,
     parse_option,
     read_decision_log,
     read_decisions,
     record_decision,
+    save_diagnosis,
 )
 from ptytui.inputs.workspace import load_workspace
 
@@ -173,3 +177,27 @@ def test_feeding_override_spellings():
     assert feeding_override("intensity_scale=0.5") == {"intensity_scale": 0.5}
     assert feeding_override("positions=sideways") is None
     assert feeding_override(None) is None
+
+
+def test_every_option_has_each_of_its_texts():
+    for name, option in OPTIONS.items():
+        assert option.name == name and option.usage.startswith(name)
+        assert all([option.description, option.label, option.action, option.outcome])
+    assert OPTIONS["apply-fix"].outcome_text("zero-positions") == "the input fix zero-positions is applied"
+
+
+def test_a_saved_diagnosis_reads_back_for_its_inputs_only(tmp_path):
+    document = dict(DIAGNOSIS, workspace_hash="a" * 64)
+    path = save_diagnosis(document, tmp_path)
+    assert path == tmp_path / DIAGNOSIS_FILE and path.read_text().endswith("\n")
+    assert load_saved_diagnosis(tmp_path, "a" * 64) == document
+    assert load_saved_diagnosis(tmp_path, "b" * 64) is None
+    with pytest.raises(ValueError):
+        save_diagnosis(dict(DIAGNOSIS, bad=float("nan")), tmp_path)
+    assert load_saved_diagnosis(tmp_path) == document  # the failed save left the old file
+
+
+def test_key_numbers_flattens_per_split_evidence_one_level():
+    numbers = key_numbers({"patch": 128, "observed": {"train": 0.5, "test": float("nan")},
+                           "deep": {"a": {"b": 1}}, "flag": True, "values": [1, 2]})
+    assert numbers == {"patch": 128, "observed.train": 0.5, "observed.test": "nan", "flag": True}

@@ -163,7 +163,7 @@ def test_atomic_write_replaces_whole_files_or_leaves_the_old_one(tmp_path):
 def test_the_workbench_export_reuses_the_runs_and_metrics_of_its_session(tiny_workspace_copy, monkeypatch):
     # A finished workbench run: statistics in its state, metrics cached in the session folder.
     # The export must write from those rather than stream the models again.
-    from ptytui.outcome import export as export_module
+    from ptytui.outcome.export import gather as export_module
     from ptytui.quality import compare as compare_module
     from ptytui.running.session import Session
     from ptytui.tui.state import WorkbenchState
