@@ -3,8 +3,8 @@ split (default ``test``), in PtychoPINN's tidy CSV layout, shaped by the current
 
 Each model streams over the split batch by batch with its workspace feeding; its output patches
 go straight into a ``StreamingStitcher`` (no split-sized array is ever held), the canvas is
-evaluated with ``metrics.evaluate_stitched``. The reference NPZ (pty-chi layout) is evaluated
-with ``metrics.evaluate_reconstruction``.
+evaluated with ``evaluation.evaluate_stitched``. The reference NPZ (pty-chi layout) is evaluated
+with ``evaluation.evaluate_reconstruction``.
 
 Conventions
 -----------
@@ -36,14 +36,9 @@ from ptytui.core.jsonable import json_ready
 from ptytui.core.tfload import tf as _tf
 from ptytui.errors import Cancelled, InputError, one_line
 from ptytui.inputs.decisions import current_decision, model_policy
-from ptytui.quality.metrics import (
-    CSV_COLUMNS,
-    FRC_CSV_COLUMNS,
-    StreamingStitcher,
-    empty_metrics,
-    evaluate_reconstruction,
-    evaluate_stitched,
-)
+from ptytui.quality.evaluation import evaluate_reconstruction, evaluate_stitched
+from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS, empty_metrics
+from ptytui.quality.stitching import Stitched, StreamingStitcher
 from ptytui.running.inference import (
     _is_oom,
     call_inputs,
@@ -354,7 +349,7 @@ def _compiled_call(model):
 class StreamedModel:
     """What streaming one model over one split left: the stitched canvas and output health."""
 
-    stitched: Any  # metrics.Stitched
+    stitched: Stitched
     n_groups: int
     nonzero_fraction: float
     nonfinite_fraction: float

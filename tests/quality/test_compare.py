@@ -20,7 +20,8 @@ from ptytui.quality.compare import (
     save_comparison,
     stream_model,
 )
-from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS, StreamingStitcher, stitch_patches
+from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
+from ptytui.quality.stitching import StreamingStitcher, stitch_patches
 from ptytui.running.inference import call_inputs, feed_inputs
 from ptytui.running.session import Session
 from tests.helpers_compare import shared_workspace
