@@ -69,7 +69,7 @@ from ptytui.inputs.data import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
 from ptytui.inputs.decisions import is_baseline_label
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import load_workspace
-from ptytui.quality.compare import COMPARISON_JSON
+from ptytui.quality.comparison_store import COMPARISON_JSON
 from ptytui.running.inference import feed_inputs, is_cancelled, resolve_intensity_scale
 from ptytui.running.session import Session
 from ptytui.running.trace import Trace, compare_traces, trace_model

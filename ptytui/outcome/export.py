@@ -30,7 +30,8 @@ from ptytui.errors import Cancelled, UsageError, one_line
 from ptytui.inputs.decisions import DIAGNOSIS_FILE, _key_numbers, load_saved_diagnosis, read_decision_log
 from ptytui.inputs.workspace import load_workspace
 from ptytui.quality import compare as compare_module
-from ptytui.quality.compare import FRC_CSV, METRICS_CSV, csv_text
+from ptytui.quality import comparison_store
+from ptytui.quality.comparison_store import FRC_CSV, METRICS_CSV, csv_text
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
 from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs, is_cancelled, resolve_intensity_scale
 from ptytui.running.session import Session
@@ -191,7 +192,7 @@ def gather_report_inputs(session, *, comparison: Any = None, diagnosis: Any = "a
     decision = decision_log.current
     notes: list[str] = []
     if comparison is None:
-        comparison = compare_module.load_cached_comparison(workspace.session_dir, workspace_hash=workspace_hash,
+        comparison = comparison_store.load_cached_comparison(workspace.session_dir, workspace_hash=workspace_hash,
                                                            decision=decision)
         if comparison is not None:
             say("metrics: the session's cached comparison (same inputs, same decision)")
@@ -199,7 +200,7 @@ def gather_report_inputs(session, *, comparison: Any = None, diagnosis: Any = "a
             say("metrics: running compare")
             comparison = compare_module.compare_workspace(session, decision=decision, cancel=cancel)
             try:
-                compare_module.save_comparison(comparison, workspace.session_dir)
+                comparison_store.save_comparison(comparison, workspace.session_dir)
             except OSError as exc:
                 notes.append(f"the comparison could not be cached in the session folder: {exc}")
     diagnosis_runs = None

@@ -11,15 +11,8 @@ import pytest
 
 from ptytui.errors import InputError
 from ptytui.inputs.workspace import load_workspace
-from ptytui.quality.compare import (
-    Comparison,
-    compare_workspace,
-    load_cached_comparison,
-    load_reference,
-    object_patches,
-    save_comparison,
-    stream_model,
-)
+from ptytui.quality.compare import compare_workspace, load_reference, object_patches, stream_model
+from ptytui.quality.comparison_store import Comparison, load_cached_comparison, save_comparison
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
 from ptytui.quality.stitching import StreamingStitcher, stitch_patches
 from ptytui.running.inference import call_inputs, feed_inputs
