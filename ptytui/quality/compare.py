@@ -50,6 +50,7 @@ __all__ = [
     "compare_workspace",
     "known_placement_max_shift",
     "load_reference",
+    "model_ids",
     "object_patches",
     "stream_model",
 ]
@@ -269,7 +270,9 @@ def known_placement_max_shift(patch_size: int) -> float:
 
 # ---- the comparison ----------------------------------------------------------------------------
 
-def _model_ids(workspace) -> dict[str, str]:
+def model_ids(workspace) -> dict[str, str]:
+    """The CSV id of every workspace model (keyed by model name) and of the reference (key None):
+    its label, or ``LABEL:NAME`` (``LABEL:reference``) when several entries share the label."""
     labels = [entry.label for entry in workspace.models.values()]
     if workspace.reference is not None:
         labels.append(workspace.reference.label)
@@ -318,7 +321,7 @@ def compare_workspace(session, *, split: str | None = None, decision: Any = "cur
     split_name = _choose_split(workspace, split)
     if decision == "current":
         decision = current_decision(workspace.session_dir)
-    ids = _model_ids(workspace)
+    ids = model_ids(workspace)
     run = _CompareRun(session, split_name, _GroundTruths(session), progress or (lambda event: None), cancel)
     run.ground_truth(split_name)  # a split without the object is bad input for the whole comparison
     retrained = any(str(e.label).endswith("(superseded)") for e in workspace.models.values())
