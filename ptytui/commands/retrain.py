@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if verify:
             err.print("re-running statistics and metrics", markup=False, highlight=False)
             verification = verify_retrained(session.workspace.toml_path, result.new_name, trust=trust, seed=seed)
-            from ptytui.quality.compare import save_comparison  # noqa: PLC0415
+            from ptytui.quality.comparison_store import save_comparison  # noqa: PLC0415
 
             save_comparison(verification.comparison, session.workspace.session_dir)
         if json_out:

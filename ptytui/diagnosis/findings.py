@@ -55,7 +55,8 @@ from ptytui.diagnosis.hypotheses import (
     kernel_problems,
 )
 from ptytui.diagnosis.interventions import InterventionReport
-from ptytui.quality.compare import COMPARISON_JSON
+from ptytui.inputs.decisions import OPTION_ACTIONS
+from ptytui.quality.comparison_store import COMPARISON_JSON
 from ptytui.running.trace import Trace
 
 SPARSE_NONZERO_MAX = 0.5
@@ -64,18 +65,9 @@ CONSTANT_RELATIVE_STD = 1e-5  # an output whose std is below this (relative) car
 DEAD_CHANNEL_WARN = 0.5
 SCALE_RATIO_MAX = 1.5
 
-OPTION_TEXT = {
-    "skip-baseline": "skip the Baseline: compare the PINN with the reference only",
-    "debug-baseline": "debug the Baseline further",
-    "retrain-baseline": "retrain the Baseline with the supervised design",
-    "accept-train-only": "accept train-only Baseline metrics",
-    "apply-fix": "apply an input fix",
-}
-
-
 def action(option: str, intervention: str | None = None) -> dict[str, Any]:
     """A decision option as findings carry it (``command`` is what ``ptytui decide`` takes)."""
-    text = OPTION_TEXT.get(option, option)
+    text = OPTION_ACTIONS.get(option, option)
     if intervention:
         text = f"{text}: {intervention}"
     return {"option": option, "intervention": intervention,

@@ -8,7 +8,8 @@ from typing import Iterator
 
 from ptytui.core.events import EngineEvent, MetricsDone
 from ptytui.diagnosis.diagnose import diagnose_events
-from ptytui.quality.compare import compare_workspace, save_comparison
+from ptytui.quality.compare import compare_workspace
+from ptytui.quality.comparison_store import save_comparison
 from ptytui.running.inference import CancelToken, is_cancelled
 from ptytui.running.session import Session
 

@@ -3,8 +3,9 @@ split (default ``test``), in PtychoPINN's tidy CSV layout, shaped by the current
 
 Each model streams over the split batch by batch with its workspace feeding; its output patches
 go straight into a ``StreamingStitcher`` (no split-sized array is ever held), the canvas is
-evaluated with ``metrics.evaluate_stitched``. The reference NPZ (pty-chi layout) is evaluated
-with ``metrics.evaluate_reconstruction``.
+evaluated with ``evaluation.evaluate_stitched``. The reference NPZ (pty-chi layout) is evaluated
+with ``evaluation.evaluate_reconstruction``. The result is a ``comparison_store.Comparison``; that
+module also writes it (CSV, JSON) and caches it in the session folder.
 
 Conventions
 -----------
@@ -31,69 +32,30 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ptytui.core.atomic import atomic_open, atomic_write_text
-from ptytui.core.jsonable import json_ready
 from ptytui.core.tfload import tf as _tf
 from ptytui.errors import Cancelled, InputError, one_line
 from ptytui.inputs.decisions import current_decision, model_policy
-from ptytui.quality.metrics import (
-    CSV_COLUMNS,
-    FRC_CSV_COLUMNS,
-    StreamingStitcher,
-    empty_metrics,
-    evaluate_reconstruction,
-    evaluate_stitched,
-)
-from ptytui.running.inference import (
-    _is_oom,
-    call_inputs,
-    feed_inputs,
-    flat_outputs,
-    is_cancelled,
-    resolve_intensity_scale,
-)
+from ptytui.quality.comparison_store import ComparedModel, Comparison
+from ptytui.quality.evaluation import evaluate_reconstruction, evaluate_stitched
+from ptytui.quality.metrics import empty_metrics
+from ptytui.quality.stitching import Stitched, StreamingStitcher
+from ptytui.running.batching import BatchCancelled, BatchFailed, BatchHalved, run_batches
+from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs, is_cancelled, resolve_intensity_scale
 
 __all__ = [
-    "COMPARISON_JSON",
     "DEFAULT_COMPARE_SPLIT",
-    "FRC_CSV",
-    "METRICS_CSV",
-    "RECONSTRUCTIONS_NPZ",
-    "ComparedModel",
-    "Comparison",
     "CompareProgress",
-    "compare_workspace",
-    "load_cached_comparison",
     "ReferenceReconstruction",
+    "StreamedModel",
+    "compare_workspace",
     "known_placement_max_shift",
     "load_reference",
-    "metric_findings",
+    "model_ids",
     "object_patches",
-    "save_comparison",
     "stream_model",
-    "write_comparison_files",
 ]
 
 DEFAULT_COMPARE_SPLIT = "test"
-METRICS_CSV = "comparison_metrics.csv"
-FRC_CSV = "frc_curves.csv"
-COMPARISON_JSON = "comparison.json"
-RECONSTRUCTIONS_NPZ = "comparison_reconstructions.npz"
-
-# How each metrics flag ranks as a metric-degenerate finding (unknown flags: warning).
-_FLAG_SEVERITY = {
-    "all-zero-prediction": "error",
-    "nonfinite-prediction": "error",
-    "ssim-degenerate": "warning",
-    "frc-lost-at-once": "warning",
-    "scale-factor-nonfinite": "warning",
-    "registration-skipped": "warning",
-    "registration-large-shift": "warning",
-    "partial-coverage": "info",
-    "zero-data-range": "info",
-    "image-too-small": "info",
-}
-_BASELINE_ACTIONS = ["debug-baseline", "retrain-baseline", "skip-baseline", "accept-train-only"]
 
 
 @dataclass
@@ -105,206 +67,6 @@ class CompareProgress:
     stage: str
     done: int = 0
     total: int = 0
-
-
-@dataclass
-class ComparedModel:
-    """One row group of the comparison: a workspace model or the reference.
-
-    Attributes
-    ----------
-    model_id : the CSV id (see the module docstring).
-    name : the workspace model name; None for the reference.
-    label : canonical label.
-    kind : "model" | "reference".
-    split : the split it was evaluated on (the train split for a train-only Baseline).
-    status : "evaluated" | "skipped" | "failed" | "train-only".
-    rows, frc_rows : CSV rows (``metrics.CSV_COLUMNS`` / ``FRC_CSV_COLUMNS``).
-    metrics : ``ModelMetrics.to_dict()``.
-    flags : the metrics' sanity flags.
-    positions, intensity_scale : how the model was fed (None for the reference).
-    n_groups, gridsize : what was streamed.
-    output_nonzero_fraction : share of output-patch pixels with nonzero amplitude.
-    output_nonfinite_fraction : share of output-patch pixels that are NaN or Inf.
-    seconds : inference time (the ``computation_time_s`` row).
-    note : the decision's note, or why it failed / was skipped.
-    path : the model or reference file.
-    canvas, origin : the evaluated reconstruction (2-D complex) and the object (row, column) of
-        its pixel (0, 0) (None when not known, e.g. a reference); kept in memory for figures.
-    """
-
-    model_id: str
-    name: str | None
-    label: str
-    kind: str
-    split: str
-    status: str
-    rows: list
-    frc_rows: list
-    metrics: dict
-    flags: list
-    positions: str | None = None
-    intensity_scale: float | None = None
-    n_groups: int = 0
-    gridsize: int | None = None
-    output_nonzero_fraction: float | None = None
-    output_nonfinite_fraction: float | None = None
-    seconds: float | None = None
-    note: str | None = None
-    path: str | None = None
-    canvas: np.ndarray | None = field(default=None, repr=False)
-    origin: tuple | None = None
-
-    @classmethod
-    def from_metrics(cls, metrics, *, model_id: str, name: str | None, label: str, kind: str, split: str,
-                     status: str, **extra: Any) -> "ComparedModel":
-        metrics.label = model_id
-        if status == "train-only":
-            for flag in metrics.flags:
-                flag["message"] = f"{flag['message']} [train split]"
-        rows = metrics.rows()
-        if status == "train-only":
-            # The tidy CSV has no room for a mark: one more scalar row says these numbers are
-            # the train split's, accepted by decision.
-            rows.append({"model": model_id, "metric": "train_only", "amplitude": "", "phase": "", "value": 1})
-        summary = metrics.to_dict()
-        return cls(model_id=model_id, name=name, label=label, kind=kind, split=split, status=status,
-                   rows=rows, frc_rows=metrics.frc_rows(), metrics=summary,
-                   flags=[dict(f) for f in summary["flags"]], **extra)
-
-    def value(self, component: str, metric: str) -> float | None:
-        """One metric value (``component`` "amplitude" / "phase" / "value"), None when empty."""
-        for row in self.rows:
-            if row["metric"] == metric:
-                cell = row.get(component, "")
-                if cell == "" or cell is None:
-                    return None
-                number = float(cell)
-                return None if math.isnan(number) else number
-        return None
-
-    def to_dict(self) -> dict:
-        return {
-            "model_id": self.model_id, "name": self.name, "label": self.label, "kind": self.kind,
-            "split": self.split, "status": self.status, "note": self.note, "path": self.path,
-            "positions": self.positions, "intensity_scale": self.intensity_scale,
-            "n_groups": self.n_groups, "gridsize": self.gridsize,
-            "output_nonzero_fraction": self.output_nonzero_fraction,
-            "output_nonfinite_fraction": self.output_nonfinite_fraction,
-            "seconds": self.seconds, "origin": list(self.origin) if self.origin else None,
-            "metrics": self.metrics, "flags": self.flags,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict, rows: list, frc_rows: list) -> "ComparedModel":
-        keys = ("model_id", "name", "label", "kind", "split", "status", "metrics", "flags", "positions",
-                "intensity_scale", "n_groups", "gridsize", "output_nonzero_fraction",
-                "output_nonfinite_fraction", "seconds", "note", "path")
-        kwargs = {k: data.get(k) for k in keys}
-        kwargs["flags"] = kwargs["flags"] or []
-        kwargs["n_groups"] = kwargs["n_groups"] or 0
-        origin = data.get("origin")
-        return cls(rows=[r for r in rows if r["model"] == data["model_id"]],
-                   frc_rows=[r for r in frc_rows if r["model"] == data["model_id"]],
-                   origin=tuple(origin) if origin else None, **kwargs)
-
-
-@dataclass
-class Comparison:
-    """Every entry's metrics on one split, with the decision that shaped them."""
-
-    workspace: str
-    workspace_hash: str
-    split: str
-    entries: list[ComparedModel]
-    decision: dict | None = None
-    seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
-    ground_truth_window: tuple | None = None  # not serialized
-
-    def entry(self, model_id: str) -> ComparedModel:
-        for entry in self.entries:
-            if entry.model_id == model_id or entry.name == model_id:
-                return entry
-        raise KeyError(model_id)
-
-    def rows(self) -> list[dict]:
-        """Tidy rows ``model,metric,amplitude,phase,value`` of every entry."""
-        return [row for entry in self.entries for row in entry.rows]
-
-    def frc_rows(self) -> list[dict]:
-        """FRC curve rows ``model,frequency_bin,amplitude_frc,phase_frc`` of every entry."""
-        return [row for entry in self.entries for row in entry.frc_rows]
-
-    def findings(self) -> list[dict]:
-        """The metrics' sanity flags as ``metric-degenerate`` findings (diagnose's FINDING shape)."""
-        return metric_findings(self)
-
-    def to_dict(self) -> dict:
-        """The ``compare --json`` document."""
-        return json_ready({
-            "workspace": self.workspace,
-            "workspace_hash": self.workspace_hash,
-            "split": self.split,
-            "decision": self.decision,
-            "seconds": round(self.seconds, 3),
-            "notes": list(self.notes),
-            "models": [entry.to_dict() for entry in self.entries],
-            "rows": self.rows(),
-            "frc_rows": self.frc_rows(),
-            "findings": self.findings(),
-        }, infinity="text")
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Comparison":
-        rows, frc_rows = data.get("rows") or [], data.get("frc_rows") or []
-        return cls(workspace=data["workspace"], workspace_hash=data["workspace_hash"], split=data["split"],
-                   entries=[ComparedModel.from_dict(d, rows, frc_rows) for d in data.get("models", [])],
-                   decision=data.get("decision"), seconds=float(data.get("seconds") or 0.0),
-                   notes=list(data.get("notes") or []))
-
-
-
-def metric_findings(comparison: Comparison) -> list[dict]:
-    """Each entry's sanity flags as ``metric-degenerate`` findings, one per model x split and
-    severity (the flags listed in its evidence): a broken model raises many flags at once (SSIM,
-    FRC, registration...), and one finding per flag buried the list under repeats.
-
-    Severity: "error" for an all-zero or non-finite prediction and for a model that failed to
-    run; "info" for a model skipped by decision and for coverage / size notes; "warning" else.
-    A model a retrain superseded (label ending "(superseded)", kept for comparison) has its
-    errors lowered to warnings: the decision already answered them.
-    """
-    findings = []
-    for entry in comparison.entries:
-        actions = list(_BASELINE_ACTIONS) if (entry.kind == "model" and entry.label.startswith("Baseline")) else []
-        superseded = entry.label.endswith("(superseded)")
-        by_severity: dict[str, list[dict]] = {}
-        for flag in entry.flags:
-            name = flag.get("flag")
-            if name == "model-not-evaluated":
-                severity = "error" if entry.status == "failed" else "info"
-            else:
-                severity = _FLAG_SEVERITY.get(name, "warning")
-            if superseded and severity == "error":
-                severity = "warning"
-            by_severity.setdefault(severity, []).append(flag)
-        for severity in ("error", "warning", "info"):
-            flags = by_severity.get(severity)
-            if not flags:
-                continue
-            findings.append({
-                "id": "metric-degenerate", "severity": severity,
-                "model": entry.name or entry.model_id, "split": entry.split, "layer": None,
-                "summary": "; ".join(str(flag.get("message")) for flag in flags),
-                "evidence": {"flags": [flag.get("flag") for flag in flags],
-                             "details": [{"flag": flag.get("flag"), "component": flag.get("component"),
-                                          "value": flag.get("value")} for flag in flags],
-                             "model_id": entry.model_id, "status": entry.status,
-                             "superseded": superseded},
-                "actions": actions if severity != "info" else [],
-            })
-    return findings
 
 
 # ---- model outputs -> object patches -----------------------------------------------------------
@@ -354,7 +116,7 @@ def _compiled_call(model):
 class StreamedModel:
     """What streaming one model over one split left: the stitched canvas and output health."""
 
-    stitched: Any  # metrics.Stitched
+    stitched: Stitched
     n_groups: int
     nonzero_fraction: float
     nonfinite_fraction: float
@@ -369,7 +131,7 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
     """Run workspace model ``name`` over ``split_name`` and stitch its output patches incrementally.
 
     Memory stays bounded by one batch plus the canvas. On out-of-memory the batch halves and the
-    run goes on (as ``inference.run_inference`` does).
+    run goes on (``running.batching.run_batches``, as ``inference.run_inference`` does).
 
     Raises
     ------
@@ -397,21 +159,25 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
     nonzero = nonfinite = pixels = 0
     how = ""
     started = time.perf_counter()
-    done = 0
-    while done < total:
-        if cancel is not None and is_cancelled(cancel):
-            raise Cancelled(f"compare of {name}")
-        chunk = np.arange(done, min(done + size, total))
+
+    def prepare(chunk):
         batch = grouping.batch(split, chunk, ground_truth=False)  # metrics use objectGuess
-        fed = feed_inputs(loaded, batch, positions=positions, intensity_scale=intensity_scale)
-        try:
-            outputs = [o.numpy() for o in function(call_inputs(fed))]
-        except Exception as exc:  # noqa: BLE001
-            if _is_oom(exc) and size > 1:
-                size = max(1, size // 2)
-                continue
-            raise
-        patches, how = object_patches(outputs, output_names, patch_size=split.N, channels=grouping.C,
+        return feed_inputs(loaded, batch, positions=positions, intensity_scale=intensity_scale)
+
+    def run(fed):
+        return [o.numpy() for o in function(call_inputs(fed))]
+
+    for outcome in run_batches(np.arange(total), size, run, prepare=prepare,
+                               cancelled=lambda: is_cancelled(cancel)):
+        if isinstance(outcome, BatchHalved):
+            size = outcome.new
+            continue
+        if isinstance(outcome, BatchCancelled):
+            raise Cancelled(f"compare of {name}")
+        if isinstance(outcome, BatchFailed):
+            raise outcome.error
+        chunk = outcome.indices
+        patches, how = object_patches(outcome.result, output_names, patch_size=split.N, channels=grouping.C,
                                       where=where)
         per_member = patches.shape[-1] > 1
         if stitcher is None:
@@ -426,9 +192,8 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
                          members[chunk].reshape(-1, 2))
         else:
             stitcher.add(patches[..., 0], centres[chunk])
-        done += len(chunk)
         if progress is not None:
-            progress(done, total)
+            progress(outcome.done, total)
     return StreamedModel(stitched=stitcher.result(), n_groups=total,
                          nonzero_fraction=nonzero / pixels if pixels else 0.0,
                          nonfinite_fraction=nonfinite / pixels if pixels else 0.0,
@@ -505,7 +270,9 @@ def known_placement_max_shift(patch_size: int) -> float:
 
 # ---- the comparison ----------------------------------------------------------------------------
 
-def _model_ids(workspace) -> dict[str, str]:
+def model_ids(workspace) -> dict[str, str]:
+    """The CSV id of every workspace model (keyed by model name) and of the reference (key None):
+    its label, or ``LABEL:NAME`` (``LABEL:reference``) when several entries share the label."""
     labels = [entry.label for entry in workspace.models.values()]
     if workspace.reference is not None:
         labels.append(workspace.reference.label)
@@ -549,125 +316,149 @@ def compare_workspace(session, *, split: str | None = None, decision: Any = "cur
         A model that fails to run or cannot be evaluated gets empty rows and status "failed"
         (its reason in ``note``); the others are still compared.
     """
-
     started = time.perf_counter()
     workspace = session.workspace
     split_name = _choose_split(workspace, split)
     if decision == "current":
         decision = current_decision(workspace.session_dir)
-    ids = _model_ids(workspace)
-    report = progress or (lambda event: None)
-    entries: list[ComparedModel] = []
-    notes: list[str] = []
-    gt_cache: dict[str, np.ndarray] = {}
+    ids = model_ids(workspace)
+    run = _CompareRun(session, split_name, _GroundTruths(session), progress or (lambda event: None), cancel)
+    run.ground_truth(split_name)  # a split without the object is bad input for the whole comparison
+    retrained = any(str(e.label).endswith("(superseded)") for e in workspace.models.values())
+    entries = [_compare_model(run, name, entry, ids[name], decision, retrained)
+               for name, entry in workspace.models.items() if not models or name in models]
+    if include_reference and workspace.reference is not None:
+        entries.append(_compare_reference(run, workspace.reference, ids[None]))
+    return Comparison(workspace=str(workspace.toml_path or workspace.root), workspace_hash=workspace.hash(),
+                      split=split_name, entries=entries, decision=decision,
+                      seconds=time.perf_counter() - started, notes=run.notes)
 
-    def ground_truth(name: str) -> np.ndarray:
-        if name not in gt_cache:
-            opened = session.split(name)
+
+class _GroundTruths:
+    """The ground-truth objects (``objectGuess``) of the splits compared, each read once."""
+
+    def __init__(self, session):
+        self._session = session
+        self._objects: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name not in self._objects:
+            opened = self._session.split(name)
             if opened.object is None:
                 raise InputError(str(opened.path), "objectGuess (the ground-truth object) for metrics",
                                  "no objectGuess key", hint="compare needs the full object")
-            gt_cache[name] = np.asarray(opened.object)
-        return gt_cache[name]
+            self._objects[name] = np.asarray(opened.object)
+        return self._objects[name]
 
-    ground_truth(split_name)  # a split without the object is bad input for the whole comparison
-    retrained = any(str(e.label).endswith("(superseded)") for e in workspace.models.values())
 
-    for name, entry in workspace.models.items():
-        if models and name not in models:
-            continue
-        model_id = ids[name]
-        policy = model_policy(decision, name, entry.label, retrained=retrained)
-        positions = policy.feeding.get("positions", entry.positions or "relative")
-        scale = policy.feeding.get("intensity_scale",
-                                   entry.intensity_scale if entry.intensity_scale is not None else "apply")
-        common = dict(model_id=model_id, name=name, label=entry.label, kind="model", path=str(entry.path))
-        if policy.action == "skip":
-            entries.append(ComparedModel.from_metrics(
-                empty_metrics(model_id, policy.note), split=split_name, status="skipped",
-                note=policy.note, positions=positions, **common))
-            report(CompareProgress(model_id, split_name, "done"))
-            continue
-        run_split, status = split_name, "evaluated"
-        if policy.action == "train-only":
-            if "train" not in workspace.splits:
-                note = f"{policy.note}; but the workspace has no 'train' split"
-                entries.append(ComparedModel.from_metrics(
-                    empty_metrics(model_id, note), split=split_name, status="skipped", note=note,
-                    positions=positions, **common))
-                continue
-            run_split, status = "train", "train-only"
-        try:
-            streamed = stream_model(
-                session, name, run_split, positions=positions, intensity_scale=scale, cancel=cancel,
-                progress=lambda done, total, mid=model_id, s=run_split: report(
-                    CompareProgress(mid, s, "run", done, total)))
-        except Cancelled:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a failing model gets empty rows, the rest go on
-            reason = f"failed to run on split '{run_split}': {one_line(exc)}"
-            entries.append(ComparedModel.from_metrics(
-                empty_metrics(model_id, reason), split=run_split, status="failed", note=reason,
-                positions=positions, **common))
-            report(CompareProgress(model_id, run_split, "done"))
-            continue
-        report(CompareProgress(model_id, run_split, "evaluate"))
-        try:
-            metrics = evaluate_stitched(model_id, streamed.stitched, ground_truth(run_split),
-                                        computation_time_s=streamed.seconds,
-                                        max_shift=known_placement_max_shift(session.split(run_split).N))
-        except Exception as exc:  # noqa: BLE001
-            reason = f"metrics failed on split '{run_split}': {one_line(exc)}"
-            metrics, status = empty_metrics(model_id, reason, computation_time_s=streamed.seconds), "failed"
-            policy.note = reason if policy.note is None else f"{policy.note}; {reason}"
-        scale_value = None
-        try:
+@dataclass
+class _CompareRun:
+    """What every entry of one comparison shares: the session, the compared split, the ground
+    truths, the progress callback, the cancel token, and the notes gathered on the way."""
 
-            scale_value = resolve_intensity_scale(session.model(name), scale)
-        except Exception:  # noqa: BLE001 - only for the record
-            pass
-        entries.append(ComparedModel.from_metrics(
-            metrics, split=run_split, status=status, note=policy.note, positions=positions,
-            intensity_scale=scale_value, n_groups=streamed.n_groups, gridsize=session.gridsize(name),
-            output_nonzero_fraction=streamed.nonzero_fraction,
-            output_nonfinite_fraction=streamed.nonfinite_fraction, seconds=streamed.seconds,
-            canvas=streamed.stitched.canvas, origin=streamed.stitched.origin, **common))
-        if streamed.how and streamed.how != "complex output":
-            notes.append(f"{model_id}: {streamed.how}")
-        report(CompareProgress(model_id, run_split, "done"))
+    session: Any
+    split: str
+    ground_truth: _GroundTruths
+    report: Callable[[CompareProgress], None]
+    cancel: Any
+    notes: list[str] = field(default_factory=list)
 
-    reference = workspace.reference
-    if include_reference and reference is not None:
-        model_id = ids[None]
-        common = dict(model_id=model_id, name=None, label=reference.label, kind="reference",
-                      path=str(reference.path))
-        if reference.split and reference.split != split_name:
-            note = f"the reference reconstructs split '{reference.split}', not '{split_name}'"
-            entries.append(ComparedModel.from_metrics(empty_metrics(model_id, note), split=split_name,
-                                                      status="skipped", note=note, **common))
+
+def _compare_model(run: _CompareRun, name: str, entry, model_id: str, decision, retrained: bool) -> ComparedModel:
+    """One workspace model under the decision's policy: skipped, measured on the train split
+    (train-only), or measured on the compared split, fed as the policy says."""
+    policy = model_policy(decision, name, entry.label, retrained=retrained)
+    positions = policy.feeding.get("positions", entry.positions or "relative")
+    scale = policy.feeding.get("intensity_scale",
+                               entry.intensity_scale if entry.intensity_scale is not None else "apply")
+    common = dict(model_id=model_id, name=name, label=entry.label, kind="model", path=str(entry.path),
+                  positions=positions)
+    if policy.action == "skip":
+        skipped = ComparedModel.from_metrics(empty_metrics(model_id, policy.note), split=run.split,
+                                             status="skipped", note=policy.note, **common)
+        run.report(CompareProgress(model_id, run.split, "done"))
+        return skipped
+    if policy.action != "train-only":
+        return _run_and_evaluate(run, name, model_id, run.split, "evaluated", policy.note, scale, common)
+    if "train" not in run.session.workspace.splits:
+        note = f"{policy.note}; but the workspace has no 'train' split"
+        return ComparedModel.from_metrics(empty_metrics(model_id, note), split=run.split, status="skipped",
+                                          note=note, **common)
+    return _run_and_evaluate(run, name, model_id, "train", "train-only", policy.note, scale, common)
+
+
+def _run_and_evaluate(run: _CompareRun, name: str, model_id: str, run_split: str, status: str,
+                      note: str | None, scale, common: dict) -> ComparedModel:
+    """Stream model ``name`` over ``run_split`` and measure its canvas; a model that fails to run
+    or to be measured gets empty rows and status "failed" (the reason in its note)."""
+    session = run.session
+    try:
+        streamed = stream_model(
+            session, name, run_split, positions=common["positions"], intensity_scale=scale, cancel=run.cancel,
+            progress=lambda done, total: run.report(CompareProgress(model_id, run_split, "run", done, total)))
+    except Cancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failing model gets empty rows, the rest go on
+        reason = f"failed to run on split '{run_split}': {one_line(exc)}"
+        failed = ComparedModel.from_metrics(empty_metrics(model_id, reason), split=run_split, status="failed",
+                                            note=reason, **common)
+        run.report(CompareProgress(model_id, run_split, "done"))
+        return failed
+    run.report(CompareProgress(model_id, run_split, "evaluate"))
+    try:
+        metrics = evaluate_stitched(model_id, streamed.stitched, run.ground_truth(run_split),
+                                    computation_time_s=streamed.seconds,
+                                    max_shift=known_placement_max_shift(session.split(run_split).N))
+    except Exception as exc:  # noqa: BLE001
+        reason = f"metrics failed on split '{run_split}': {one_line(exc)}"
+        metrics, status = empty_metrics(model_id, reason, computation_time_s=streamed.seconds), "failed"
+        note = reason if note is None else f"{note}; {reason}"
+    evaluated = ComparedModel.from_metrics(
+        metrics, split=run_split, status=status, note=note,
+        intensity_scale=_recorded_scale(session, name, scale), n_groups=streamed.n_groups,
+        gridsize=session.gridsize(name), output_nonzero_fraction=streamed.nonzero_fraction,
+        output_nonfinite_fraction=streamed.nonfinite_fraction, seconds=streamed.seconds,
+        canvas=streamed.stitched.canvas, origin=streamed.stitched.origin, **common)
+    if streamed.how and streamed.how != "complex output":
+        run.notes.append(f"{model_id}: {streamed.how}")
+    run.report(CompareProgress(model_id, run_split, "done"))
+    return evaluated
+
+
+def _recorded_scale(session, name: str, scale) -> float | None:
+    """The intensity scale model ``name`` was fed, for the record; None when it cannot be resolved."""
+    try:
+        return resolve_intensity_scale(session.model(name), scale)
+    except Exception:  # noqa: BLE001 - only for the record
+        return None
+
+
+def _compare_reference(run: _CompareRun, reference, model_id: str) -> ComparedModel:
+    """The workspace's reference reconstruction measured on the compared split (skipped when it
+    reconstructs another split; status "failed" with the reason when it cannot be read or measured)."""
+    common = dict(model_id=model_id, name=None, label=reference.label, kind="reference", path=str(reference.path))
+    if reference.split and reference.split != run.split:
+        note = f"the reference reconstructs split '{reference.split}', not '{run.split}'"
+        return ComparedModel.from_metrics(empty_metrics(model_id, note), split=run.split, status="skipped",
+                                          note=note, **common)
+    run.report(CompareProgress(model_id, run.split, "evaluate"))
+    opened = run.session.split(run.split)
+    try:
+        recon = load_reference(reference.path)
+        if recon.origin is not None:
+            metrics = evaluate_reconstruction(model_id, recon.object, run.ground_truth(run.split),
+                                              origin=recon.origin, max_shift=known_placement_max_shift(opened.N))
         else:
-            report(CompareProgress(model_id, split_name, "evaluate"))
-            opened = session.split(split_name)
-            try:
-                recon = load_reference(reference.path)
-                if recon.origin is not None:
-                    metrics = evaluate_reconstruction(model_id, recon.object, ground_truth(split_name),
-                                                      origin=recon.origin,
-                                                      max_shift=known_placement_max_shift(opened.N))
-                else:
-                    metrics = evaluate_reconstruction(model_id, recon.object, ground_truth(split_name),
-                                                      positions_xy=opened.positions, patch_size=opened.N)
-                entries.append(ComparedModel.from_metrics(metrics, split=split_name, status="evaluated",
-                                                          canvas=recon.object, origin=recon.origin, **common))
-            except Exception as exc:  # noqa: BLE001 - the models' metrics still stand
-                reason = f"reference not evaluated: {one_line(exc)}"
-                entries.append(ComparedModel.from_metrics(empty_metrics(model_id, reason), split=split_name,
-                                                          status="failed", note=reason, **common))
-            report(CompareProgress(model_id, split_name, "done"))
-
-    return Comparison(workspace=str(workspace.toml_path or workspace.root), workspace_hash=workspace.hash(),
-                      split=split_name, entries=entries, decision=decision,
-                      seconds=time.perf_counter() - started, notes=notes)
+            metrics = evaluate_reconstruction(model_id, recon.object, run.ground_truth(run.split),
+                                              positions_xy=opened.positions, patch_size=opened.N)
+        entry = ComparedModel.from_metrics(metrics, split=run.split, status="evaluated", canvas=recon.object,
+                                           origin=recon.origin, **common)
+    except Exception as exc:  # noqa: BLE001 - the models' metrics still stand
+        reason = f"reference not evaluated: {one_line(exc)}"
+        entry = ComparedModel.from_metrics(empty_metrics(model_id, reason), split=run.split, status="failed",
+                                           note=reason, **common)
+    run.report(CompareProgress(model_id, run.split, "done"))
+    return entry
 
 
 def _choose_split(workspace, split: str | None) -> str:
@@ -679,96 +470,3 @@ def _choose_split(workspace, split: str | None) -> str:
     if workspace.reference is not None and workspace.reference.split:
         return workspace.reference.split
     return next(iter(workspace.splits))
-
-
-# ---- files -------------------------------------------------------------------------------------
-
-def csv_text(rows: list[dict], columns) -> str:
-    """CSV text with a header (``\\n`` line ends), NaN written as ``nan``."""
-    import csv  # noqa: PLC0415
-    import io  # noqa: PLC0415
-
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: _csv_cell(row.get(k, "")) for k in columns})
-    return buffer.getvalue()
-
-
-def _csv_cell(value: Any) -> Any:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    return value
-
-
-def write_comparison_files(comparison: Comparison, out_dir: str | Path) -> list[Path]:
-    """Write ``comparison_metrics.csv``, ``frc_curves.csv`` and ``comparison.json`` atomically."""
-
-    folder = Path(out_dir)
-    written = [
-        atomic_write_text(folder / METRICS_CSV, csv_text(comparison.rows(), CSV_COLUMNS)),
-        atomic_write_text(folder / FRC_CSV, csv_text(comparison.frc_rows(), FRC_CSV_COLUMNS)),
-        atomic_write_text(folder / COMPARISON_JSON,
-                          json.dumps(comparison.to_dict(), indent=2, allow_nan=False) + "\n"),
-    ]
-    return written
-
-
-def save_comparison(comparison: Comparison, session_dir: str | Path) -> list[Path]:
-    """Cache a comparison in the session folder: the three files of ``write_comparison_files``
-    plus ``comparison_reconstructions.npz`` (each entry's evaluated canvas, for figures)."""
-
-    folder = Path(session_dir)
-    written = write_comparison_files(comparison, folder)
-    arrays = {}
-    for i, entry in enumerate(comparison.entries):
-        if entry.canvas is not None:
-            arrays[f"canvas_{i}"] = np.asarray(entry.canvas)
-    arrays["model_ids"] = np.array([e.model_id for e in comparison.entries], dtype=np.str_)
-    with atomic_open(folder / RECONSTRUCTIONS_NPZ, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
-    written.append(folder / RECONSTRUCTIONS_NPZ)
-    return written
-
-
-def _same_decision(a: dict | None, b: dict | None) -> bool:
-    if not a or not b:
-        return not a and not b
-    keys = ("option", "intervention", "when", "models")
-    return all(a.get(k) == b.get(k) for k in keys)
-
-
-def load_cached_comparison(session_dir: str | Path, *, workspace_hash: str, decision: dict | None,
-                           split: str | None = None) -> Comparison | None:
-    """The comparison cached in the session folder, if it was made on the same inputs (workspace
-    hash), under the same decision and on ``split`` (when given); else None."""
-    folder = Path(session_dir)
-    path = folder / COMPARISON_JSON
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        comparison = Comparison.from_dict(data)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if comparison.workspace_hash != workspace_hash or not _same_decision(comparison.decision, decision):
-        return None
-    if split is not None and comparison.split != split:
-        return None
-    recon = folder / RECONSTRUCTIONS_NPZ
-    if recon.is_file():
-        try:
-            with np.load(recon, allow_pickle=False) as archive:
-                ids = list(archive["model_ids"])
-                for i, entry in enumerate(comparison.entries):
-                    key = f"canvas_{i}"
-                    if key in archive.files and i < len(ids) and ids[i] == entry.model_id:
-                        entry.canvas = archive[key]
-        except (OSError, ValueError, KeyError):
-            pass
-    return comparison

@@ -29,6 +29,7 @@ from ptytui.core.tfload import tf as _tf
 from ptytui.errors import InputError, one_line
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import DEFAULT_POSITION_MODE, POSITION_MODES
+from ptytui.running.batching import BatchCancelled, BatchFailed, BatchHalved, run_batches
 from ptytui.running.devices import DistributedStep
 
 CancelToken = threading.Event | Callable[[], bool] | None
@@ -108,9 +109,6 @@ def feed_inputs(loaded_model, batch, *, positions: str | None = DEFAULT_POSITION
     return fed
 
 
-OOM_MARKERS = ("ResourceExhaustedError", "RESOURCE_EXHAUSTED", "OOM when allocating", "Out of memory")
-
-
 def flat_outputs(outputs) -> list:
     """A model's outputs as a list: a dict by sorted key, a lone tensor as a list of one."""
     if isinstance(outputs, dict):
@@ -124,15 +122,6 @@ def call_inputs(fed: dict):
     """What to pass to ``model(...)``: the lone tensor for a single-input model (Keras warns
     about a dict there), else the dict keyed by input name."""
     return next(iter(fed.values())) if len(fed) == 1 else fed
-
-
-def _is_oom(exc: BaseException) -> bool:
-    """Out of memory, however TF reports it: as ResourceExhaustedError, or wrapped by a graph
-    function or XLA into another error type whose message still says so."""
-
-    if isinstance(exc, (_tf().errors.ResourceExhaustedError, MemoryError)):
-        return True
-    return isinstance(exc, _tf().errors.OpError) and any(m in str(exc) for m in OOM_MARKERS)
 
 
 class _Step:
@@ -216,42 +205,40 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
     input_names = {spec["name"] for spec in loaded_model.card.inputs}
     notes: list[str] = []
     started = time.perf_counter()
-    done = 0
     batches = 0
     first_patch: FirstPatch | None = None
-    while done < total:
-        if is_cancelled(cancel):
-            yield RunCancelled(model_name, split_name, done=done)
-            return
-        chunk = group_ids[done:done + batch_size]
+
+    def prepare(chunk):
         batch = grouping.batch(split, chunk, ground_truth=False)  # inference never reads it
-        fed = feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
-        try:
-            reductions, firsts = step(fed)
-        except Exception as exc:  # noqa: BLE001
-            if _is_oom(exc) and batch_size > 1:
-                new = max(1, batch_size // 2)
-                note = f"out of memory at batch size {batch_size}; continuing at {new}"
-                notes.append(note)
-                yield BatchSizeReduced(model_name, split_name, old=batch_size, new=new,
-                                       reason=one_line(exc))
-                batch_size = new
-                continue
-            yield RunFailed(model_name, split_name, message=one_line(exc))
+        return feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
+
+    for outcome in run_batches(group_ids, batch_size, step, prepare=prepare,
+                               cancelled=lambda: is_cancelled(cancel)):
+        if isinstance(outcome, BatchHalved):
+            notes.append(f"out of memory at batch size {outcome.old}; continuing at {outcome.new}")
+            yield BatchSizeReduced(model_name, split_name, old=outcome.old, new=outcome.new,
+                                   reason=one_line(outcome.error))
+            batch_size = outcome.new
+            continue
+        if isinstance(outcome, BatchCancelled):
+            yield RunCancelled(model_name, split_name, done=outcome.done)
             return
+        if isinstance(outcome, BatchFailed):
+            yield RunFailed(model_name, split_name, message=one_line(outcome.error))
+            return
+        reductions, firsts = outcome.result
         for part in reductions:  # one per replica that ran a part of the batch, in order
             accumulator.merge_reductions(part)
-        done += len(chunk)
         batches += 1
         if first_patch is None:
             first_patch = FirstPatch(
                 model_name, split_name,
-                inputs={k: np.asarray(v[0]) for k, v in fed.items()},
+                inputs={k: np.asarray(v[0]) for k, v in outcome.inputs.items()},
                 outputs={n: f.numpy()[0] for n, f in zip(step._names(len(firsts)), firsts)},
-                index=int(chunk[0]))
+                index=int(outcome.indices[0]))
             yield first_patch
         input_records, output_records = _split_records(accumulator.snapshot(), input_names)
-        yield BatchDone(model_name, split_name, done=done, total=total,
+        yield BatchDone(model_name, split_name, done=outcome.done, total=total,
                         inputs=input_records, outputs=output_records,
                         seconds=time.perf_counter() - started)
     input_records, output_records = _split_records(accumulator.snapshot(), input_names)

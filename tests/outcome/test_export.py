@@ -165,6 +165,7 @@ def test_the_workbench_export_reuses_the_runs_and_metrics_of_its_session(tiny_wo
     # The export must write from those rather than stream the models again.
     from ptytui.outcome.export import gather as export_module
     from ptytui.quality import compare as compare_module
+    from ptytui.quality import comparison_store
     from ptytui.running.session import Session
     from ptytui.tui.state import WorkbenchState
 
@@ -172,7 +173,7 @@ def test_the_workbench_export_reuses_the_runs_and_metrics_of_its_session(tiny_wo
     from ptytui.diagnosis.workbench import workbench_events
 
     state.apply_all(workbench_events(Session.open(tiny_workspace_copy)))
-    assert (tiny_workspace_copy / "session" / compare_module.COMPARISON_JSON).is_file()
+    assert (tiny_workspace_copy / "session" / comparison_store.COMPARISON_JSON).is_file()
 
     def must_not_run(*args, **kwargs):
         raise AssertionError("the export recomputed what the workbench had")

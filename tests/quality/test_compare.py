@@ -11,16 +11,10 @@ import pytest
 
 from ptytui.errors import InputError
 from ptytui.inputs.workspace import load_workspace
-from ptytui.quality.compare import (
-    Comparison,
-    compare_workspace,
-    load_cached_comparison,
-    load_reference,
-    object_patches,
-    save_comparison,
-    stream_model,
-)
-from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS, StreamingStitcher, stitch_patches
+from ptytui.quality.compare import compare_workspace, load_reference, model_ids, object_patches, stream_model
+from ptytui.quality.comparison_store import Comparison, load_cached_comparison, save_comparison
+from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
+from ptytui.quality.stitching import StreamingStitcher, stitch_patches
 from ptytui.running.inference import call_inputs, feed_inputs
 from ptytui.running.session import Session
 from tests.helpers_compare import shared_workspace
@@ -169,9 +163,7 @@ def test_shared_labels_become_unique_ids(tmp_path, synthetic):
     shutil.copytree(synthetic, folder)
     toml = folder / "ptytui.toml"
     toml.write_text(toml.read_text().replace('label = "Baseline"', 'label = "PtychoPINN"'))
-    from ptytui.quality.compare import _model_ids
-
-    ids = _model_ids(load_workspace(folder))
+    ids = model_ids(load_workspace(folder))
     assert ids["pinn_like"] == "PtychoPINN:pinn_like" and ids["baseline_gs1"] == "PtychoPINN:baseline_gs1"
 
 

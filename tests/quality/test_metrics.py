@@ -1,4 +1,5 @@
-"""Tests of ptytui.quality.metrics: scikit-image agreement, analytic cases, stitching, alignment, flags."""
+"""Tests of the measuring modules of ptytui.quality (stitching, alignment, image_metrics, evaluation,
+metrics): scikit-image agreement, analytic cases, stitching, alignment, flags."""
 
 from __future__ import annotations
 
@@ -13,27 +14,22 @@ from scipy import ndimage
 from skimage.metrics import mean_squared_error, peak_signal_noise_ratio, structural_similarity
 
 from ptytui.errors import InputError
-from ptytui.quality.metrics import (
-    CSV_COLUMNS,
-    FRC_CSV_COLUMNS,
+from ptytui.quality.alignment import align_to_ground_truth
+from ptytui.quality.evaluation import evaluate_patches, evaluate_reconstruction
+from ptytui.quality.image_metrics import (
     MS_SSIM_WEIGHTS,
-    align_to_ground_truth,
-    empty_metrics,
-    empty_rows,
-    evaluate_patches,
-    evaluate_reconstruction,
     frc,
     frc_crossing,
     half_bit_threshold,
-    largest_covered_rectangle,
     mae,
     ms_ssim,
     ms_ssim_scale_count,
     mse,
     psnr,
     ssim,
-    stitch_patches,
 )
+from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS, empty_metrics, empty_rows
+from ptytui.quality.stitching import largest_covered_rectangle, stitch_patches
 
 # PtychoPINN's own files live in shared/ beside the checkout (or inside it, in a copy).
 _HERE = Path(__file__).resolve()
@@ -390,9 +386,9 @@ def test_a_non_2d_reconstruction_is_an_input_error_in_one_line():
 
 
 def test_importing_and_evaluating_never_imports_tensorflow():
-    script = ("import sys, numpy as np; from ptytui.quality import metrics; "
+    script = ("import sys, numpy as np; from ptytui.quality import evaluation; "
               "o = np.exp(1j * np.random.default_rng(0).random((32, 32))); "
-              "metrics.evaluate_reconstruction('m', o, o); print('tensorflow' in sys.modules)")
+              "evaluation.evaluate_reconstruction('m', o, o); print('tensorflow' in sys.modules)")
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert output.stdout.strip() == "False"
 

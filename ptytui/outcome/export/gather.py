@@ -12,6 +12,7 @@ from ptytui.diagnosis.diagnose import diagnose_workspace
 from ptytui.errors import Cancelled, one_line
 from ptytui.inputs.decisions import load_saved_diagnosis, read_decision_log, save_diagnosis
 from ptytui.quality import compare as compare_module
+from ptytui.quality import comparison_store
 
 # An output whose amplitude is nonzero on less than this share of pixels is "failing": the
 # report's summary says so, and such batches are dumped when no diagnosis names one.
@@ -85,7 +86,7 @@ def collect_stats(session, *, cancel=None) -> tuple[list, list[str]]:
 def _comparison(session, workspace_hash: str, decision, notes: list[str], *, cancel, say):
     """The session's cached comparison for these inputs and decision, else a new one (cached)."""
     workspace = session.workspace
-    comparison = compare_module.load_cached_comparison(workspace.session_dir, workspace_hash=workspace_hash,
+    comparison = comparison_store.load_cached_comparison(workspace.session_dir, workspace_hash=workspace_hash,
                                                        decision=decision)
     if comparison is not None:
         say("metrics: the session's cached comparison (same inputs, same decision)")
@@ -93,7 +94,7 @@ def _comparison(session, workspace_hash: str, decision, notes: list[str], *, can
     say("metrics: running compare")
     comparison = compare_module.compare_workspace(session, decision=decision, cancel=cancel)
     try:
-        compare_module.save_comparison(comparison, workspace.session_dir)
+        comparison_store.save_comparison(comparison, workspace.session_dir)
     except OSError as exc:
         notes.append(f"the comparison could not be cached in the session folder: {exc}")
     return comparison

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterable
 
 from ptytui.errors import UsageError
-from ptytui.quality.compare import FRC_CSV, METRICS_CSV
+from ptytui.quality.comparison_store import FRC_CSV, METRICS_CSV
 
 EXPORT_FORMATS = ("md", "csv", "json", "npz", "png")
 REPORT_MD = "report.md"

@@ -10,7 +10,7 @@ from ptytui import __version__
 from ptytui.core.atomic import atomic_write_text
 from ptytui.core.jsonable import json_ready
 from ptytui.outcome.export.gather import ReportInputs
-from ptytui.quality.compare import FRC_CSV, METRICS_CSV, csv_text
+from ptytui.quality.comparison_store import FRC_CSV, METRICS_CSV, csv_text
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
 
 
