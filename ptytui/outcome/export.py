@@ -23,6 +23,7 @@ import numpy as np
 from ptytui import __version__
 from ptytui.core.atomic import atomic_open, atomic_write_text
 from ptytui.core.events import RunCancelled, RunFailed, RunFinished
+from ptytui.core.findings import SEVERITIES
 from ptytui.core.jsonable import json_ready
 from ptytui.diagnosis.diagnose import diagnose_workspace
 from ptytui.diagnosis.geometry import canvas_of, fed_offsets, visible_fraction
@@ -396,7 +397,7 @@ def render_markdown(inputs: ReportInputs, artifacts: Iterable[str]) -> str:
     else:
         add("| severity | finding | model | split | summary | key numbers |")
         add("|---|---|---|---|---|---|")
-        order = {"error": 0, "warning": 1, "info": 2}
+        order = {severity: rank for rank, severity in enumerate(SEVERITIES)}
         for finding in sorted(findings, key=lambda f: order.get(str(f.get("severity")), 3)):
             add(f"| {md_escape(finding.get('severity'))} | {md_escape(finding.get('id'))} | "
                 f"{md_escape(finding.get('model') or '–')} | {md_escape(finding.get('split') or '–')} | "

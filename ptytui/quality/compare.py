@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ptytui.core.atomic import atomic_open, atomic_write_text
+from ptytui.core.findings import SEVERITIES
 from ptytui.core.jsonable import json_ready
 from ptytui.core.tfload import tf as _tf
 from ptytui.errors import Cancelled, InputError, one_line
@@ -289,7 +290,7 @@ def metric_findings(comparison: Comparison) -> list[dict]:
             if superseded and severity == "error":
                 severity = "warning"
             by_severity.setdefault(severity, []).append(flag)
-        for severity in ("error", "warning", "info"):
+        for severity in SEVERITIES:
             flags = by_severity.get(severity)
             if not flags:
                 continue

@@ -31,12 +31,14 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from ptytui.core.findings import SEVERITIES
+
 if TYPE_CHECKING:  # numpy and the stats record load with the first event, not the first frame
     import numpy as np
 
     from ptytui.core.stats import TensorStats
 
-SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+SEVERITY_ORDER = {severity: rank for rank, severity in enumerate(SEVERITIES)}
 
 RunKey = tuple[str, str]
 PARTS = ("runs", "cards", "traces", "positions", "findings", "metrics", "status", "decisions")
@@ -451,7 +453,7 @@ class WorkbenchState:
         return list(dict.fromkeys(names))
 
     def severity_counts(self) -> dict[str, int]:
-        counts = {"error": 0, "warning": 0, "info": 0}
+        counts = dict.fromkeys(SEVERITIES, 0)
         for finding in self.findings:
             counts[finding.get("severity", "info")] = counts.get(finding.get("severity", "info"), 0) + 1
         return counts

@@ -16,7 +16,7 @@ from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, St
 from textual.widgets.option_list import Option
 
 from ptytui.inputs.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
-from ptytui.present.format import HEALTH_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
+from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
 from ptytui.tui.widgets.finding_card import FindingCard, option_of, where
@@ -34,7 +34,7 @@ OPTION_LABELS = {
 
 def finding_prompt(finding: Mapping[str, Any]) -> Text:
     severity = finding.get("severity", "info")
-    text = Text(f"{SEVERITY_SYMBOL.get(severity, '·')} ", style=HEALTH_STYLE.get(severity, ""))
+    text = Text(f"{SEVERITY_SYMBOL.get(severity, '·')} ", style=SEVERITY_STYLE.get(severity, ""))
     text.append(str(finding.get("id", "?")), style="bold")
     text.append(f"  {where(finding)}", style="dim")
     return text
