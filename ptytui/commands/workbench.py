@@ -133,7 +133,8 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     if record is not None:
         feed = recording_feed(feed, record)
 
-    from ptytui.tui.app import WorkbenchApp, run_workbench, save_screens  # noqa: PLC0415
+    from ptytui.tui.app import WorkbenchApp, run_workbench  # noqa: PLC0415 - Textual only for the TUI
+    from ptytui.tui.screenshots import save_screens  # noqa: PLC0415 - Textual only for the TUI
 
     first_frame = os.environ.get(FIRST_FRAME_ENV)
     app = WorkbenchApp(feed, workspace_label=label, session_dir=session_dir, theme=theme,

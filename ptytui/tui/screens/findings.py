@@ -1,6 +1,6 @@
 """Findings and decision: findings ranked by severity with their evidence, the counterfactual
 re-runs, the incident report's hypotheses with test and verdict, and the decision panel (option,
-intervention, rationale, confirm) that appends the decision to the session's log."""
+intervention, rationale, confirm) whose confirmed decision the app appends to the session's log."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from textual.widgets.option_list import Option
 
 from ptytui.inputs.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
 from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
+from ptytui.tui.messages import DecisionConfirmed
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
 from ptytui.tui.widgets.finding_card import FindingCard, option_of, where
@@ -210,7 +211,7 @@ class FindingsScreen(WorkbenchScreen):
                         severity="warning")
             self.query_one("#intervention", Input).focus()
             return
-        self.app.confirm_decision(option, rationale, intervention if option == "apply-fix" else None)
+        self.post_message(DecisionConfirmed(option, rationale, intervention if option == "apply-fix" else None))
 
     def action_focus_decision(self) -> None:
         self.query_one("#decision-options", RadioSet).focus()
