@@ -5,11 +5,12 @@ Stage progress goes to stderr, the workspace path to stdout. No TensorFlow or Te
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ptytui.commands.workbench import launch, say_why_headless, wants_headless
 
 DEFECT_HELP = (
     "Plant a defect (repeatable). Without --defect the incident is planted as the study wired it "
@@ -108,19 +109,14 @@ def register(app: typer.Typer) -> None:
         get_preset(preset)  # usage errors before any work
         parse_defects(defect or None)
         workspace = build_demo_workspace(preset, dose=dose, defects=defect, out=out, rebuild=rebuild, seed=seed)
-        if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-            typer.echo("ptytui: not a terminal: printing the diagnosis instead of opening the "
-                       "workbench (use --headless to say so)", err=True)
-            headless = True
-        if headless:
+        if wants_headless(headless):
+            say_why_headless(headless)
             # The headless twin: the workspace folder, then exactly what `ptytui diagnose` prints.
             from ptytui.cli import main  # noqa: PLC0415
 
             typer.echo(f"workspace: {workspace}")
             code = main(["diagnose", str(workspace)])
         else:
-            from ptytui.commands.workbench import launch  # noqa: PLC0415
-
             code = launch(workspace)
         if code:
             raise typer.Exit(code)
