@@ -15,10 +15,12 @@ if TYPE_CHECKING:  # the stats record (and numpy) load with the first event, not
     from ptytui.core.stats import TensorStats
 
 SPARK_BLOCKS = " ▁▂▃▄▅▆▇█"
-HEALTH_SYMBOL = {"error": "✗", "warning": "!", "healthy": "✓", "unknown": "·", "info": "i"}
-HEALTH_STYLE = {"error": "bold red", "warning": "yellow", "healthy": "green", "unknown": "dim",
-                "info": "cyan"}
+# A finding's severity (ptytui.core.findings.SEVERITIES) as shown everywhere, TUI and headless.
 SEVERITY_SYMBOL = {"error": "✗", "warning": "!", "info": "i"}
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+# Health levels extend the severities with the states of a measurement that raised nothing.
+HEALTH_SYMBOL = {**SEVERITY_SYMBOL, "healthy": "✓", "unknown": "·"}
+HEALTH_STYLE = {**SEVERITY_STYLE, "healthy": "green", "unknown": "dim"}
 VERDICT_STYLE = {"supported": "bold red", "rejected": "green", "inconclusive": "yellow"}
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ptytui.core.atomic import atomic_open, atomic_write_text
+from ptytui.core.findings import SEVERITIES
 from ptytui.core.jsonable import json_ready
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
 
@@ -234,7 +235,7 @@ def metric_findings(comparison: Comparison) -> list[dict]:
             if superseded and severity == "error":
                 severity = "warning"
             by_severity.setdefault(severity, []).append(flag)
-        for severity in ("error", "warning", "info"):
+        for severity in SEVERITIES:
             flags = by_severity.get(severity)
             if not flags:
                 continue

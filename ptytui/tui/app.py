@@ -1,33 +1,35 @@
 """The ptytui workbench: a Textual app whose screens show what the engine measures, live.
 
 The engine runs in a thread worker fed by an ``EngineFeed`` (the workspace session, or a replay
-of recorded events in tests); the worker only posts messages, and handlers on the UI thread own
-every state change. TensorFlow is imported by the engine inside the worker, after the first frame.
+of recorded events in tests); workers and screens report with messages (``ptytui.tui.messages``),
+and the app's handlers on the UI thread own every state change, which they hand to the screens
+through ``WorkbenchScreen.show_state``. TensorFlow is imported by the engine inside the worker,
+after the first frame. The worker bodies live in ``ptytui.tui.worker``.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-import threading
-import traceback
-from contextlib import contextmanager
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol
+from typing import Callable, Iterable
 
-from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState, get_current_worker
+from textual.worker import Worker, WorkerState
 
-from ptytui.errors import Cancelled, one_line
+from ptytui.errors import one_line
 from ptytui.tui.decision_log import DecisionRecorder, recorder_for
-from ptytui.tui.feeds import EventBatcher
+from ptytui.tui.feeds import EngineFeed
+from ptytui.tui.first_frame import write_first_frame_record
+from ptytui.tui.messages import DecisionConfirmed, EngineEventsReady, EngineFeedEnded, ExportRequested
 from ptytui.tui.screens.base import EVERYTHING, SCREENS, WorkbenchScreen, freeze_heap
 from ptytui.tui.state import WorkbenchState
+from ptytui.tui.worker import FeedRun, ThreadsInside, run_feed, write_export
 
 # Screen classes by mode; each module is imported when its screen is first shown, so that the
 # first frame pays only for the Overview.
@@ -42,8 +44,6 @@ SCREEN_CLASSES = {
 
 def screen_class(mode: str) -> type[WorkbenchScreen]:
     """The screen class of a mode (importing its module on first use)."""
-    import importlib  # noqa: PLC0415
-
     module, name = SCREEN_CLASSES[mode]
     return getattr(importlib.import_module(module), name)
 
@@ -52,10 +52,6 @@ def _make_screen(mode: str) -> Callable[[], WorkbenchScreen]:
     return lambda: screen_class(mode)()
 
 
-# Modules the first frame must not import (each costs 50-5000 ms): TensorFlow and Keras load in
-# the engine's worker, numpy with the first engine event, pydantic never (typer < 0.29).
-FIRST_FRAME_EXCLUDED = ("tensorflow", "keras", "numpy", "pydantic")
-
 SCREEN_ABOUT = (
     "runs, live statistics, first patches, model cards, positions vs canvas",
     "layer tree by health, layer details per split, first collapse",
@@ -63,69 +59,6 @@ SCREEN_ABOUT = (
     "metrics per model, FRC curves, sanity flags",
     "what will be written, report preview, write",
 )
-
-
-class EngineFeed(Protocol):
-    """What the app runs in its worker: a callable taking a cancel event, yielding engine events.
-
-    ``Session.events`` fits, and so does ``ptytui.tui.feeds.replay_feed(recording)``. The
-    feed should check ``cancel.is_set()`` between steps; the app also stops reading when it is set.
-    """
-
-    def __call__(self, cancel: threading.Event) -> Iterator[object]: ...
-
-
-class EngineEventsReady(Message):
-    """Doorbell from the worker: events wait in the batcher of run ``generation``."""
-
-    def __init__(self, generation: int) -> None:
-        super().__init__()
-        self.generation = generation
-
-
-class EngineFeedEnded(Message):
-    """The feed of run ``generation`` stopped: finished, cancelled, or failed with ``error``."""
-
-    def __init__(self, generation: int, *, cancelled: bool, error: str = "", details: str = "") -> None:
-        super().__init__()
-        self.generation = generation
-        self.cancelled = cancelled
-        self.error = error
-        self.details = details
-
-
-ENGINE_NICENESS = 5
-
-
-@contextmanager
-def lower_thread_priority(increment: int = ENGINE_NICENESS) -> Iterator[None]:
-    """Run the block at a lower CPU priority for the calling thread (Linux: per-thread nice).
-
-    The engine worker runs the feed inside it: TensorFlow's thread pools, started from that
-    thread, inherit the nice value, so while inference keeps every core busy the scheduler still
-    gives the UI thread the CPU for keys. The priority is restored after, since worker threads
-    are reused.
-    """
-    tid = threading.get_native_id() if hasattr(threading, "get_native_id") else None
-    previous = None
-    if tid is not None and hasattr(os, "setpriority"):
-        try:
-            previous = os.getpriority(os.PRIO_PROCESS, tid)
-            # Relative to the process (the main thread), so a reused thread is not lowered twice.
-            target = min(19, os.getpriority(os.PRIO_PROCESS, os.getpid()) + increment)
-            if target != previous:
-                os.setpriority(os.PRIO_PROCESS, tid, target)
-        except OSError:  # not permitted or not supported: run at the normal priority
-            previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            try:
-                os.setpriority(os.PRIO_PROCESS, tid, previous)
-            except OSError:  # raising a priority back may need privileges: leave it lower
-                pass
-
 
 
 class WorkbenchApp(App[int]):
@@ -174,14 +107,10 @@ class WorkbenchApp(App[int]):
         self.first_frame_file = Path(first_frame_file) if first_frame_file else None
         self.state = WorkbenchState()
         self._initial_events = list(initial_events)
-        self._generation = 0
-        self._cancel_event = threading.Event()
-        self._batcher = EventBatcher()
-        self._engine_thread: threading.Thread | None = None
-        self._feeds_running: set[int] = set()  # generations whose thread is inside the feed
-        self.engine_errors: list[str] = []
-        self._exports_running = 0  # export threads inside the writer (run_workbench waits for them)
-        self._exports_lock = threading.Lock()
+        self._run = FeedRun(generation=0)  # the current (or last) run of the feed
+        # Threads still inside the feed or the writer, for run_workbench once the app has closed.
+        self.feed_threads = ThreadsInside()
+        self.export_threads = ThreadsInside()
         self._built_modes: set[str] = {self.DEFAULT_MODE}
         self._hold_repaint = True  # see switch_mode
         if theme:
@@ -205,17 +134,9 @@ class WorkbenchApp(App[int]):
         self.set_interval(0.25, self._drain_if_waiting)
 
     def _first_frame_drawn(self) -> None:
-        """Startup benchmark hook: note when the first frame was drawn, then quit."""
-        import json  # noqa: PLC0415
-        import time  # noqa: PLC0415
-
+        """The startup benchmark's probe (``ptytui.tui.first_frame``): record, then quit."""
         assert self.first_frame_file is not None
-        self.first_frame_file.write_text(json.dumps({
-            "first_frame_unix_s": time.time(),
-            "tensorflow_imported": "tensorflow" in sys.modules,
-            # What the first frame must not wait for: the engine's imports load in the worker.
-            "heavy_modules": sorted(name for name in FIRST_FRAME_EXCLUDED if name in sys.modules),
-        }))
+        write_first_frame_record(self.first_frame_file)
         self.exit(0)
 
     def on_resize(self, event) -> None:
@@ -251,62 +172,25 @@ class WorkbenchApp(App[int]):
         if self.feed is None:
             self.notify("no engine feed: open a workspace (ptytui WORKSPACE) to run", severity="warning")
             return
-        self._cancel_event.set()  # the previous run, if any, stops at its next step
-        self._generation += 1
-        self._cancel_event = threading.Event()
-        self._batcher = EventBatcher()
+        self._run.cancel.set()  # the previous run, if any, stops at its next step
+        self._run = FeedRun(generation=self._run.generation + 1)
         self.state.reset_results()
         self.state.feed_status = "loading"
         self._refresh_screens(self.state.touch(set(EVERYTHING)))
-        self._run_feed(self._generation, self.feed, self._cancel_event, self._batcher)
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="engine", name="engine feed")
-    def _run_feed(self, generation: int, feed: EngineFeed, cancel: threading.Event,
-                  batcher: EventBatcher) -> None:
-        self._feeds_running.add(generation)
-        try:
-            with lower_thread_priority():
-                self._consume_feed(generation, feed, cancel, batcher)
-        finally:
-            self._feeds_running.discard(generation)
-
-    def _consume_feed(self, generation: int, feed: EngineFeed, cancel: threading.Event,
-                      batcher: EventBatcher) -> None:
-        """The worker's loop: read the feed, coalesce, ring the UI; report how it ended."""
-        worker = get_current_worker()
-        self._engine_thread = threading.current_thread()
-        events = None
-        try:
-            events = feed(cancel)
-            for event in events:
-                if worker.is_cancelled or cancel.is_set():
-                    break
-                if batcher.add(event):
-                    self.post_message(EngineEventsReady(generation))
-        except Exception as exc:  # noqa: BLE001 - any engine error is shown, the app stays up
-            if cancel.is_set() or isinstance(exc, Cancelled):  # the engine's way to stop when asked
-                self.post_message(EngineFeedEnded(generation, cancelled=True))
-            else:
-                self.post_message(EngineFeedEnded(generation, cancelled=False, error=one_line(exc),
-                                                  details=traceback.format_exc(limit=8)))
-            return
-        finally:
-            close = getattr(events, "close", None)
-            if close is not None:  # run the engine's cleanup now, in this thread
-                close()
-        self.post_message(EngineFeedEnded(generation, cancelled=worker.is_cancelled or cancel.is_set()))
+        self.run_worker(partial(run_feed, self.feed, self._run, self.post_message, self.feed_threads),
+                        thread=True, exclusive=True, exit_on_error=False, group="engine", name="engine feed")
 
     def on_engine_events_ready(self, message: EngineEventsReady) -> None:
-        if message.generation == self._generation:
+        if message.generation == self._run.generation:
             self._drain()
 
     def _drain_if_waiting(self) -> None:
         """Events left in the batcher when the engine went quiet (e.g. loading the next model)."""
-        if self._batcher.has_events:
+        if self._run.batcher.has_events:
             self._drain()
 
     def _drain(self) -> None:
-        events = self._batcher.drain()
+        events = self._run.batcher.drain()
         if events:
             first = self.state.events_seen == 0
             self.apply_events(events)
@@ -314,16 +198,15 @@ class WorkbenchApp(App[int]):
                 freeze_heap()
 
     def on_engine_feed_ended(self, message: EngineFeedEnded) -> None:
-        if message.generation != self._generation:
+        if message.generation != self._run.generation:
             return
         self._drain()
         if message.error:
             self.state.feed_status = "failed"
             self.state.feed_error = message.error
-            self.engine_errors.append(message.error)
             self.state.end_running_runs("failed", message.error)
             self.notify(message.error, title="engine error", severity="error", timeout=10)
-            from ptytui.tui.screens.help import ErrorScreen  # noqa: PLC0415
+            from ptytui.tui.screens.help import ErrorScreen  # noqa: PLC0415 - first frame: loaded when shown
 
             self.push_screen(ErrorScreen(message.error, message.details))
         elif message.cancelled:
@@ -334,9 +217,14 @@ class WorkbenchApp(App[int]):
         self._refresh_screens(self.state.touch({"status", "runs"}))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "export" and event.state == WorkerState.SUCCESS:
+            written: tuple[str, ...] = worker.result
+            folder = os.path.commonpath([os.path.dirname(path) for path in written]) if written else ""
+            self.notify(f"wrote {len(written)} files to {folder}", title="export", timeout=10)
         # The feed worker reports its own errors; this catches any other worker's failure.
-        if event.state == WorkerState.ERROR and event.worker.group != "engine":
-            error = event.worker.error
+        elif event.state == WorkerState.ERROR and worker.group != "engine":
+            error = worker.error
             self.notify(one_line(error) if error else "a background task failed", severity="error")
 
     def apply_events(self, events: Iterable[object]) -> set[str]:
@@ -356,7 +244,7 @@ class WorkbenchApp(App[int]):
         if self.state.feed_status not in ("loading", "running"):
             self.notify("nothing is running", severity="information")
             return
-        self._cancel_event.set()
+        self._run.cancel.set()
         self.workers.cancel_group(self, "engine")
         self.notify("cancelling: the engine stops after its current batch")
 
@@ -364,24 +252,24 @@ class WorkbenchApp(App[int]):
     def engine_busy(self) -> bool:
         """True while an engine thread is still inside a feed (e.g. importing TensorFlow), even
         after its worker was cancelled: a thread cannot be stopped, only told to stop."""
-        return bool(self._feeds_running)
+        return self.feed_threads.busy
 
     async def action_quit(self) -> None:
         self.exit(0)
 
     def exit(self, *args, **kwargs) -> None:
         """Leave the app; the engine feed is told to stop at its next step."""
-        self._cancel_event.set()
+        self._run.cancel.set()
         self.workers.cancel_group(self, "engine")
         super().exit(*args, **kwargs)
 
     # ---- decisions and export ------------------------------------------------------------
-    def confirm_decision(self, option: str, rationale: str, intervention: str | None = None) -> dict[str, Any] | None:
-        """Record a decision through the decision callback; return it (None if not recorded)."""
+    def on_decision_confirmed(self, message: DecisionConfirmed) -> None:
+        """Record a decision taken on the Findings screen through the decision recorder."""
         decision = {
-            "option": option,
-            "rationale": rationale,
-            "intervention": intervention,
+            "option": message.option,
+            "rationale": message.rationale,
+            "intervention": message.intervention,
             "workspace": self.workspace_label,
             "when": self.clock().isoformat(),
             "source": "tui",
@@ -390,21 +278,23 @@ class WorkbenchApp(App[int]):
         }
         if self.decision_recorder is None:
             self.notify("no session folder: the decision was not recorded", severity="error")
-            return None
+            return
         try:
             where = self.decision_recorder(decision)
         except Exception as exc:  # noqa: BLE001 - a full disk must not close the workbench
             self.notify(f"decision not recorded: {one_line(exc)}", severity="error", timeout=10)
-            return None
+            return
         self.state.decisions.append({k: v for k, v in decision.items() if k != "findings"})
         self._refresh_screens(self.state.touch({"decisions"}))
-        self.notify(f"decision recorded: {option} -> {where}", title="decision")
-        return decision
+        self.notify(f"decision recorded: {message.option} -> {where}", title="decision")
 
     def export_plan(self) -> list[str] | None:
         """What the export engine will write (None while there is no export engine)."""
         plan = getattr(self.export_writer, "plan", None)
         return list(plan(self.state)) if callable(plan) else None
+
+    def on_export_requested(self, message: ExportRequested) -> None:
+        self.action_write_export()
 
     def action_write_export(self) -> None:
         if self.export_writer is None:
@@ -417,24 +307,12 @@ class WorkbenchApp(App[int]):
         # Seconds when the run finished (its statistics and cached metrics are reused); when it
         # did not, the export computes them: tens of seconds on a CPU.
         self.notify("writing the export...", title="export")
-        self._write_export(self.export_writer)
+        self.run_worker(partial(write_export, self.export_writer, self.state, self.export_threads),
+                        thread=True, exit_on_error=False, group="export", name="export")
 
-    @work(thread=True, exit_on_error=False, group="export", name="export")
-    def _write_export(self, writer: Callable[[WorkbenchState], list[str]]) -> None:
-        with self._exports_lock:
-            self._exports_running += 1
-        try:
-            written = writer(self.state)
-        finally:
-            with self._exports_lock:
-                self._exports_running -= 1
-        folder = os.path.commonpath([os.path.dirname(path) for path in written]) if written else ""
-        self.call_from_thread(self.notify, f"wrote {len(written)} files to {folder}", title="export",
-                              timeout=10)
-
-    # ---- help, palette, screenshots ------------------------------------------------------
+    # ---- help and palette ----------------------------------------------------------------
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
-        from ptytui.tui.screens.help import binding_rows  # noqa: PLC0415
+        from ptytui.tui.screens.help import binding_rows  # noqa: PLC0415 - first frame: loaded when shown
 
         sections = [("everywhere", binding_rows(self.BINDINGS) + [("ctrl+p", "command palette"),
                                                                   ("ctrl+q", "quit")])]
@@ -448,7 +326,7 @@ class WorkbenchApp(App[int]):
         return sections
 
     def action_help(self) -> None:
-        from ptytui.tui.screens.help import HelpScreen  # noqa: PLC0415
+        from ptytui.tui.screens.help import HelpScreen  # noqa: PLC0415 - first frame: loaded when shown
 
         if isinstance(self.screen, HelpScreen):
             self.screen.dismiss(None)
@@ -477,32 +355,6 @@ class WorkbenchApp(App[int]):
         self.call_after_refresh(lambda: self.screen.run_action("focus_decision"))
 
 
-async def save_screens(app: WorkbenchApp, out_dir: str | Path, *, size: tuple[int, int] = (120, 40),
-                       prefix: str = "") -> list[Path]:
-    """Render every screen (and the help) of a running headless app to SVG files in ``out_dir``.
-
-    Waits for the engine feed to finish first. Use through ``ptytui --screenshots DIR``.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    async with app.run_test(size=size) as pilot:
-        await pilot.pause()
-        while app.feed is not None and app.state.feed_status in ("idle", "loading", "running"):
-            await pilot.pause(0.1)  # the engine (or the replay) is still producing results
-        await pilot.pause()
-        for _, mode, _ in SCREENS:
-            app.switch_mode(mode)
-            await pilot.pause()
-            await pilot.pause()
-            written.append(Path(app.save_screenshot(f"{prefix}{mode}.svg", str(out))))
-        app.switch_mode("overview")
-        await pilot.press("question_mark")
-        await pilot.pause()
-        written.append(Path(app.save_screenshot(f"{prefix}help.svg", str(out))))
-    return written
-
-
 def run_workbench(app: WorkbenchApp) -> int:
     """Run the app in this terminal; quit promptly even while the engine thread is busy.
 
@@ -515,7 +367,6 @@ def run_workbench(app: WorkbenchApp) -> int:
     being written is waited for first.
     """
     import asyncio  # noqa: PLC0415
-    import time  # noqa: PLC0415
 
     loop = asyncio.new_event_loop()
     try:
@@ -523,10 +374,9 @@ def run_workbench(app: WorkbenchApp) -> int:
     finally:
         busy = app.engine_busy
     code = int(result or 0) if isinstance(result, int) else 0
-    if app._exports_running:
+    if app.export_threads.busy:
         print("ptytui: waiting for the export being written to finish...", file=sys.stderr, flush=True)
-        while app._exports_running:
-            time.sleep(0.05)
+        app.export_threads.wait_until_idle()
     if busy or "tensorflow" in sys.modules:
         sys.stdout.flush()
         sys.stderr.flush()

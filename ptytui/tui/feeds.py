@@ -1,5 +1,5 @@
 """Engine feeds for the workbench: the live workspace session, recorded replays, and the batcher
-that coalesces a fast event stream into at most ~10 UI updates a second (no Textual here).
+that coalesces a fast event stream into at most 4 UI updates a second (no Textual here).
 
 A feed is any callable ``feed(cancel: threading.Event) -> Iterator[event]``. The app runs it in
 a thread worker; tests and screenshots replay a JSON-lines recording instead of the engine.
@@ -12,11 +12,20 @@ import threading
 import time
 from dataclasses import is_dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 from ptytui.tui.state import RecordedEvent, event_type_name
 
-EngineFeed = Callable[[threading.Event], Iterator[object]]
+
+class EngineFeed(Protocol):
+    """What the app runs in its engine worker: a callable taking a cancel event, yielding engine events.
+
+    ``Session.events`` fits, and so do ``replay_feed``, ``workspace_feed`` and ``recording_feed``.
+    The feed should check ``cancel.is_set()`` between steps; the app also stops reading when it is set.
+    """
+
+    def __call__(self, cancel: threading.Event) -> Iterator[object]: ...
+
 
 # At most 4 UI updates a second however fast the engine is: numbers stay readable (btop refreshes
 # about twice a second) and the UI thread keeps time for keys while inference runs.
@@ -188,20 +197,15 @@ class EventBatcher:
         self._events: list[object] = []
         self._doorbell_pending = False
         self._last_doorbell = -float("inf")
-        self.received = 0
-        self.coalesced = 0
-        self.doorbells = 0
 
     def add(self, event: object) -> bool:
         with self._lock:
-            self.received += 1
             if event_type_name(event) == "BatchDone":
                 key = (getattr(event, "model", None), getattr(event, "split", None))
                 for i, queued in enumerate(self._events):
                     if (event_type_name(queued) == "BatchDone"
                             and (getattr(queued, "model", None), getattr(queued, "split", None)) == key):
                         del self._events[i]
-                        self.coalesced += 1
                         break
             self._events.append(event)
             now = self._clock()
@@ -209,7 +213,6 @@ class EventBatcher:
                 return False
             self._doorbell_pending = True
             self._last_doorbell = now
-            self.doorbells += 1
             return True
 
     @property

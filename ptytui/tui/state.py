@@ -31,12 +31,13 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
+from ptytui.core.findings import SEVERITIES, severity_rank
+
 if TYPE_CHECKING:  # numpy and the stats record load with the first event, not the first frame
     import numpy as np
 
     from ptytui.core.stats import TensorStats
 
-SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 RunKey = tuple[str, str]
 PARTS = ("runs", "cards", "traces", "positions", "findings", "metrics", "status", "decisions")
@@ -375,7 +376,7 @@ class WorkbenchState:
                          if (f.get("id"), f.get("model"), f.get("split"), f.get("layer")) != identity]
         self.findings.append(finding)
         # Stable sort: severity first, arrival order within a severity.
-        self.findings.sort(key=lambda f: SEVERITY_ORDER.get(f.get("severity"), 3))
+        self.findings.sort(key=lambda f: severity_rank(f.get("severity")))
         if finding.get("id") == "counterfactual-recovers":
             evidence = finding.get("evidence") or {}
             self._add_counterfactual({
@@ -451,7 +452,7 @@ class WorkbenchState:
         return list(dict.fromkeys(names))
 
     def severity_counts(self) -> dict[str, int]:
-        counts = {"error": 0, "warning": 0, "info": 0}
+        counts = dict.fromkeys(SEVERITIES, 0)
         for finding in self.findings:
             counts[finding.get("severity", "info")] = counts.get(finding.get("severity", "info"), 0) + 1
         return counts

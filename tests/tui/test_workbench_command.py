@@ -70,3 +70,25 @@ def test_screenshots_of_every_screen(tmp_path, capsys):
     written = sorted(p.name for p in out.glob("*.svg"))
     assert written == ["export.svg", "findings.svg", "help.svg", "layers.svg", "metrics.svg", "overview.svg"]
     assert "<svg" in (out / "overview.svg").read_text()[:200]
+
+
+def test_without_a_terminal_the_workbench_prints_the_diagnosis_and_exits(tiny_workspace_copy):
+    # A batch job: `ptytui WORKSPACE </dev/null >out 2>err`. No TUI (no escape codes), no waiting
+    # for keys: the headless diagnosis on stdout and diagnose's exit code (1: the incident's errors).
+    environment = {**os.environ, "COLUMNS": "80"}
+    environment.pop("NO_COLOR", None)
+    result = subprocess.run([sys.executable, "-m", "ptytui", str(tiny_workspace_copy), "--n-groups", "40"],
+                            cwd=ROOT, env=environment, stdin=subprocess.DEVNULL, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert result.stdout.startswith("findings: ")
+    heads = [line.split()[:3] for line in result.stdout.splitlines() if line.startswith("✗ error")]
+    assert ["✗", "error", "positions-off-canvas"] in heads
+    assert "\x1b" not in result.stderr
+    assert "not a terminal" in result.stderr
+    assert (tiny_workspace_copy / "session" / "diagnosis.json").exists()  # what `diagnose` saves
+
+
+def test_headless_refuses_what_needs_the_workbench(capsys):
+    assert main(["--headless", "--replay", str(INCIDENT)]) == 2
+    assert "--replay" in capsys.readouterr().err

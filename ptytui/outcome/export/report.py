@@ -8,6 +8,7 @@ import shlex
 from typing import Iterable
 
 from ptytui import __version__
+from ptytui.core.findings import severity_rank
 from ptytui.inputs.decisions import OPTIONS, key_numbers
 from ptytui.outcome.export.gather import FAILING_NONZERO_BELOW, ReportInputs, fed_positions, primary_output
 from ptytui.outcome.export.markdown import code, md_escape, number, percent
@@ -16,7 +17,6 @@ from ptytui.outcome.export.plan import describe_artifact
 # Error findings listed one by one in the Summary: the cause (e.g. positions-off-canvas) often
 # comes after its symptoms in the engine's order, and a summary that stops at five can miss it.
 SUMMARY_ERRORS = 10
-_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
 def render_markdown(inputs: ReportInputs, artifacts: Iterable[str]) -> str:
@@ -173,7 +173,7 @@ def findings_lines(inputs: ReportInputs) -> list[str]:
         lines.append("The diagnosis raised no finding.")
     else:
         lines += ["| severity | finding | model | split | summary | key numbers |", "|---|---|---|---|---|---|"]
-        for finding in sorted(findings, key=lambda f: _SEVERITY_ORDER.get(str(f.get("severity")), 3)):
+        for finding in sorted(findings, key=lambda f: severity_rank(str(f.get("severity")))):
             lines.append(f"| {md_escape(finding.get('severity'))} | {md_escape(finding.get('id'))} | "
                          f"{md_escape(finding.get('model') or '–')} | {md_escape(finding.get('split') or '–')} | "
                          f"{md_escape(finding.get('summary'))} | {finding_numbers(finding)} |")

@@ -96,9 +96,16 @@ def app_style_signature(app) -> tuple:
 
 
 class WorkbenchScreen(Screen):
-    """Base of the five top-level screens (one Textual mode each)."""
+    """Base of the five top-level screens (one Textual mode each).
+
+    The app hands a screen its state through ``show_state`` after each update; a screen built or
+    brought back into view reads ``app.state`` once to catch up, and keeps the state last shown
+    (``shown_state``) for its actions. What a screen asks of the app it posts as a message
+    (``ptytui.tui.messages``); it never changes the state itself.
+    """
 
     MODE: ClassVar[str] = ""
+    shown_state: WorkbenchState  # the state this screen last showed (set by show_state)
     _styled_under: tuple | None = None  # app_style_signature when the screen was last restyled
 
     def compose(self) -> ComposeResult:
@@ -138,6 +145,7 @@ class WorkbenchScreen(Screen):
 
     def show_state(self, state: WorkbenchState, changed: set[str] | frozenset[str]) -> None:
         """Bring the screen up to date with ``state``; ``changed`` names the parts that moved."""
+        self.shown_state = state
         self.query_one(NavBar).show(self.MODE, getattr(self.app, "workspace_label", ""))
         self.query_one(StatusLine).show(state)
         self.update_body(state, changed)

@@ -15,6 +15,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from ptytui.present.format import percent
+from ptytui.tui.messages import ExportRequested
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
 
@@ -57,7 +58,7 @@ def report_preview(state: WorkbenchState, workspace: str) -> str:
 
 class ExportScreen(WorkbenchScreen):
     MODE = "export"
-    BINDINGS = [Binding("w", "app.write_export", "Write", tooltip="write the report and artifacts (needs a workspace)")]
+    BINDINGS = [Binding("w", "write_export", "Write", tooltip="write the report and artifacts (needs a workspace)")]
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="export-body", classes="body"):
@@ -80,3 +81,6 @@ class ExportScreen(WorkbenchScreen):
         from rich.markdown import Markdown  # noqa: PLC0415 - markdown-it only when the preview is shown
 
         self.query_one("#export-preview", Static).update(Markdown(preview))
+
+    def action_write_export(self) -> None:
+        self.post_message(ExportRequested())

@@ -1,6 +1,6 @@
 """Findings and decision: findings ranked by severity with their evidence, the counterfactual
 re-runs, the incident report's hypotheses with test and verdict, and the decision panel (option,
-intervention, rationale, confirm) that appends the decision to the session's log."""
+intervention, rationale, confirm) whose confirmed decision the app appends to the session's log."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from textual.widgets import Button, Input, OptionList, RadioButton, RadioSet, St
 from textual.widgets.option_list import Option
 
 from ptytui.inputs.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
-from ptytui.present.format import HEALTH_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
+from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
+from ptytui.tui.messages import DecisionConfirmed
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
 from ptytui.tui.widgets.finding_card import FindingCard, option_of, where
@@ -34,7 +35,7 @@ OPTION_LABELS = {
 
 def finding_prompt(finding: Mapping[str, Any]) -> Text:
     severity = finding.get("severity", "info")
-    text = Text(f"{SEVERITY_SYMBOL.get(severity, '·')} ", style=HEALTH_STYLE.get(severity, ""))
+    text = Text(f"{SEVERITY_SYMBOL.get(severity, '·')} ", style=SEVERITY_STYLE.get(severity, ""))
     text.append(str(finding.get("id", "?")), style="bold")
     text.append(f"  {where(finding)}", style="dim")
     return text
@@ -210,7 +211,7 @@ class FindingsScreen(WorkbenchScreen):
                         severity="warning")
             self.query_one("#intervention", Input).focus()
             return
-        self.app.confirm_decision(option, rationale, intervention if option == "apply-fix" else None)
+        self.post_message(DecisionConfirmed(option, rationale, intervention if option == "apply-fix" else None))
 
     def action_focus_decision(self) -> None:
         self.query_one("#decision-options", RadioSet).focus()

@@ -188,7 +188,7 @@ class LayersScreen(WorkbenchScreen):
 
     def _show_layer(self, ref: LayerRef) -> None:
         self._selected = ref
-        traces = traces_by_model(self.app.state).get(ref.model, {})
+        traces = traces_by_model(self.shown_state).get(ref.model, {})
         self.query_one("#layer-info", Static).update(layer_details(ref.model, ref.path, traces))
         preview = None
         for trace in traces.values():
@@ -207,7 +207,7 @@ class LayersScreen(WorkbenchScreen):
 
     def action_first_collapse(self) -> None:
         """Select the next first-collapse layer (cycling over model x split)."""
-        found = collapses(self.app.state)
+        found = collapses(self.shown_state)
         if not found:
             self.notify("no collapse found in the traces", severity="information")
             return

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ptytui.present.format import HEALTH_STYLE, SEVERITY_SYMBOL, flatten, value_text
+from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, flatten, value_text
 
 
 def where(finding: Mapping[str, Any]) -> str:
@@ -33,7 +33,7 @@ def finding_renderable(finding: Mapping[str, Any] | None) -> RenderableType:
     if finding is None:
         return Text("no finding selected", style="dim")
     severity = finding.get("severity", "info")
-    style = HEALTH_STYLE.get(severity, "")
+    style = SEVERITY_STYLE.get(severity, "")
     title = Text(f"{SEVERITY_SYMBOL.get(severity, '·')} {severity}  ", style=style)
     title.append(str(finding.get("id", "?")), style="bold")
     title.append(f"  {where(finding)}", style="dim")
