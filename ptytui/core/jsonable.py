@@ -8,8 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def finite_or_none(value: Any) -> float | None:
     """``float(value)``, or None for None, NaN and +/-Inf (JSON has no non-finite numbers)."""
@@ -27,6 +25,9 @@ def json_ready(value: Any, *, infinity: str = "null") -> Any:
     ``infinity="null"`` or the strings ``"inf"`` / ``"-inf"`` with ``infinity="text"`` (metrics
     such as the PSNR of identical images are infinite, and the CSV says so).
     """
+    # numpy loads after the workbench's first frame, whose state imports the findings vocabulary.
+    import numpy as np  # noqa: PLC0415
+
     if isinstance(value, dict):
         return {str(key): json_ready(item, infinity=infinity) for key, item in value.items()}
     if isinstance(value, (list, tuple)):

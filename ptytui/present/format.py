@@ -158,3 +158,20 @@ def value_text(value: Any) -> str:
     if value is None:
         return "-"
     return str(value)
+
+
+def wrap_words(text: Text, width: int) -> list[Text]:
+    """``text`` wrapped at spaces to ``width`` columns, never splitting a word: a path or a
+    number longer than the line stays whole (copy and paste keep working), styles kept."""
+    plain = text.plain
+    offsets, line_start, last_space = [], 0, None
+    for i, char in enumerate(plain):
+        if char == " ":
+            last_space = i
+        if i - line_start >= width and last_space is not None and last_space > line_start:
+            offsets.append(last_space + 1)
+            line_start, last_space = last_space + 1, None
+    lines = text.divide(offsets) if offsets else [text]
+    for line in lines:
+        line.rstrip()
+    return list(lines)

@@ -290,9 +290,12 @@ def test_demo_headless_prints_the_workspace_and_the_diagnosis(tiny_workspace, mo
     assert main(["demo", "--preset", "tiny", "--headless"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"workspace: {tiny_workspace}"
-    heads = [line.split()[:3] for line in lines if line.startswith("✗ error")]
+    # The verdict leads: the cause named with its numbers, before the findings it explains.
+    assert lines[1] == "verdict: explained" and "positions-off-canvas" in lines[2]
+    heads = [line.split()[:3] for line in lines if line.lstrip().startswith("✗ error")]
     assert ["✗", "error", "output-all-zero"] in heads and ["✗", "error", "positions-off-canvas"] in heads
-    off_canvas = lines.index(next(line for line in lines if "positions-off-canvas" in line and line.startswith("✗")))
+    off_canvas = lines.index(next(line for line in lines
+                                  if "positions-off-canvas" in line and line.lstrip().startswith("✗")))
     assert "predicted" in lines[off_canvas + 1] or "predicted" in lines[off_canvas + 2]  # the numbers
     assert all(line == line.rstrip() for line in lines)  # no padding to the width in a log
 

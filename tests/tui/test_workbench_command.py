@@ -81,8 +81,9 @@ def test_without_a_terminal_the_workbench_prints_the_diagnosis_and_exits(tiny_wo
                             cwd=ROOT, env=environment, stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
-    assert result.stdout.startswith("findings: ")
-    heads = [line.split()[:3] for line in result.stdout.splitlines() if line.startswith("✗ error")]
+    assert result.stdout.startswith("verdict: explained")
+    assert "\nfindings: " in result.stdout
+    heads = [line.split()[:3] for line in result.stdout.splitlines() if line.lstrip().startswith("✗ error")]
     assert ["✗", "error", "positions-off-canvas"] in heads
     assert "\x1b" not in result.stderr
     assert "not a terminal" in result.stderr
