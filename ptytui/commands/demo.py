@@ -103,10 +103,20 @@ def register(app: typer.Typer) -> None:
         defect: Optional[list[str]] = typer.Option(None, "--defect", help=DEFECT_HELP),
         rebuild: bool = typer.Option(False, "--rebuild", help="Ignore the cache: simulate and train again."),
         seed: int = typer.Option(0, "--seed", help="Seed of the scan, the noise and the training."),
+        study: bool = typer.Option(False, "--study", help="Build the built-in study instead: doses 1e3, 1e4, "
+                                   "1e5 x Baseline gs1 / PINN gs2 (absolute positions in every Baseline, a dead "
+                                   "layer in the 1e4 PINN), then open it (--headless: run 'ptytui study')."),
     ) -> None:
         from ptytui.engine.scenario import get_preset, parse_defects  # noqa: PLC0415
 
         get_preset(preset)  # usage errors before any work
+        if study:
+            from ptytui.study.demo_command import run_demo_study  # noqa: PLC0415
+
+            code = run_demo_study(preset=preset, out=out, seed=seed, headless=headless)
+            if code:
+                raise typer.Exit(code)
+            return
         parse_defects(defect or None)
         workspace = build_demo_workspace(preset, dose=dose, defects=defect, out=out, rebuild=rebuild, seed=seed)
         if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):

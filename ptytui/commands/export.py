@@ -32,6 +32,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console  # noqa: PLC0415
 
+        from ptytui.study.spec import find_study_toml  # noqa: PLC0415
+
+        if find_study_toml(workspace) is not None:  # a study: its matrix report and each cell's
+            from ptytui.cli import main  # noqa: PLC0415
+
+            code = main(["study", str(workspace), "--export", str(out or Path(workspace) / "study-export")]
+                        + (["--json"] if json_out else []))
+            if code:
+                raise typer.Exit(code)
+            return
+
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
         from ptytui.engine.export import export_workspace, parse_formats  # noqa: PLC0415
 

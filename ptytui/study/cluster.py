@@ -124,11 +124,8 @@ def study_client(spec, *, scheduler: str | None = None, workers: int | None = No
         description = f"local ({len(cluster.workers)} worker processes)"
         say(f"study: {description}; importing TensorFlow on each worker")
     try:
-        if cluster is None or spec.kind == "local":
-            # Warm every worker now (and each one started later, e.g. after a crash).
-            client.register_plugin(TensorFlowPreload(threads), name="ptytui-tensorflow")
-        else:  # batch jobs start later: the plugin warms each worker as it joins
-            client.register_plugin(TensorFlowPreload(threads), name="ptytui-tensorflow")
+        # Warms every worker now (and each one that joins later: a batch job, a restarted worker).
+        client.register_plugin(TensorFlowPreload(threads), name="ptytui-tensorflow")
         client.ptytui_description = description
         yield client
     finally:

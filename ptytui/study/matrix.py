@@ -183,8 +183,8 @@ class StudyResult:
             extra = []
             if cell_reports:
                 link = cell_reports.get(cells[0])
-                extra = [f"[report]({link})" if link else "–"]
-            lines.append("| " + " | ".join(md_escape(c) for c in cells + extra) + " |")
+                extra = [f"[report](<{link}>)" if link else "–"]
+            lines.append("| " + " | ".join([md_escape(c) for c in cells] + extra) + " |")
         lines += ["", "Metrics are the cell's primary model (the model its worst finding names) against "
                   "the ground truth on the compared split; `ref amp SSIM` is the reference "
                   "reconstruction's.", "", "## Root causes", ""]
