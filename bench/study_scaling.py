@@ -34,7 +34,8 @@ def on_cluster(build: Path, scratch: Path, workers: int) -> float:
     from ptytui.study.cluster import run_study, study_client
     from ptytui.study.spec import ClusterSpec, load_study
 
-    with study_client(ClusterSpec(), workers=workers) as client:
+    # one TensorFlow / OpenMP thread per worker: a worker is one core's worth of work
+    with study_client(ClusterSpec(threads=1), workers=workers) as client:
         # warm-up: the cells' first TensorFlow graph traces are per process, as in a plain loop
         study = load_study(fresh_copy(build, scratch / f"warm-{workers}"))
         run_study(study, client=client, save=False)
@@ -51,7 +52,8 @@ def plain_loop(build: Path, scratch: Path) -> float:
     from ptytui.study.cell import run_cell
     from ptytui.study.spec import load_study
 
-    tf()
+    tf().config.threading.set_intra_op_parallelism_threads(1)  # as one worker (OMP set in main)
+    tf().config.threading.set_inter_op_parallelism_threads(1)
     study = load_study(fresh_copy(build, scratch / "warm-plain"))
     for cell in study.cells:
         run_cell(cell.path, cell_id=cell.id, options=study.run.to_dict())
@@ -64,6 +66,8 @@ def plain_loop(build: Path, scratch: Path) -> float:
 
 
 def main() -> None:
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"  # the plain loop gets what one worker gets: one core
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=None, help="scenario cache (default $PTYTUI_CACHE_DIR)")
     args = parser.parse_args()
@@ -76,7 +80,8 @@ def main() -> None:
         one = on_cluster(build, scratch, 1)
         two = on_cluster(build, scratch, 2)
         plain = plain_loop(build, scratch)
-    print(f"tiny study, {cells} cells, {os.cpu_count()} cores (clusters warm, TensorFlow imported)")
+    print(f"tiny study, {cells} cells, {os.cpu_count()} cores; clusters warm (TensorFlow imported); "
+          f"each worker and the plain loop use 1 thread")
     print(f"  1 worker : {one:7.2f} s")
     print(f"  2 workers: {two:7.2f} s   ratio {two / one:.2f}x   (target <= 0.60x)")
     print(f"  plain loop in one process: {plain:7.2f} s")

@@ -110,6 +110,13 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     SVG files in that folder, headless, once the run is over, instead of opening the terminal UI.
     """
     workspace_arg = str(workspace) if workspace is not None else None
+    if workspace_arg and replay is None:
+        from ptytui.study.spec import find_study_toml  # noqa: PLC0415 - no TF, no Textual
+
+        if find_study_toml(workspace_arg) is not None:  # a study: the Study screen
+            from ptytui.study.screen_launch import launch_study  # noqa: PLC0415
+
+            return launch_study(workspace_arg, theme=theme)
     size = _parse_size(screenshot_size)
     if theme is not None:
         _check_theme(theme)

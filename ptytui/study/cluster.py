@@ -63,9 +63,13 @@ def local_cluster(workers: int | None = None, *, threads: int | None = None):
 
         return LocalCUDACluster(dashboard_address=None, silence_logs=logging.ERROR), threads
     n = workers or cores
+    threads = threads or max(1, cores // n)
+    # Dask's nanny sets OMP/MKL/OpenBLAS threads to 1 in every worker; TensorFlow's oneDNN kernels
+    # and numpy then use one core whatever TensorFlow is told. Give each worker its share instead.
+    env = {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
-    return cluster, threads or max(1, cores // n)
+                           silence_logs=logging.ERROR, env=env)
+    return cluster, threads
 
 
 def jobqueue_cluster(spec):
