@@ -30,34 +30,23 @@ def fresh_copy(source: Path, target: Path) -> Path:
     return target
 
 
-def on_cluster(build: Path, scratch: Path, workers: int) -> float:
-    from ptytui.study.cluster import run_study, study_client
-    from ptytui.study.spec import ClusterSpec, load_study
+def timed_cluster_run(client, build: Path, scratch: Path, tag: str) -> float:
+    from ptytui.study.cluster import run_study
+    from ptytui.study.spec import load_study
 
-    # one TensorFlow / OpenMP thread per worker: a worker is one core's worth of work
-    with study_client(ClusterSpec(threads=1), workers=workers) as client:
-        # warm-up: the cells' first TensorFlow graph traces are per process, as in a plain loop
-        study = load_study(fresh_copy(build, scratch / f"warm-{workers}"))
-        run_study(study, client=client, save=False)
-        study = load_study(fresh_copy(build, scratch / f"run-{workers}"))
-        started = time.perf_counter()
-        result = run_study(study, client=client, save=False)
-        seconds = time.perf_counter() - started
+    study = load_study(fresh_copy(build, scratch / tag))
+    started = time.perf_counter()
+    result = run_study(study, client=client, save=False)
+    seconds = time.perf_counter() - started
     assert all(r["status"] == "done" for r in result.records.values())
     return seconds
 
 
-def plain_loop(build: Path, scratch: Path) -> float:
-    from ptytui.engine.tfload import tf
+def timed_plain_loop(build: Path, scratch: Path, tag: str) -> float:
     from ptytui.study.cell import run_cell
     from ptytui.study.spec import load_study
 
-    tf().config.threading.set_intra_op_parallelism_threads(1)  # as one worker (OMP set in main)
-    tf().config.threading.set_inter_op_parallelism_threads(1)
-    study = load_study(fresh_copy(build, scratch / "warm-plain"))
-    for cell in study.cells:
-        run_cell(cell.path, cell_id=cell.id, options=study.run.to_dict())
-    study = load_study(fresh_copy(build, scratch / "run-plain"))
+    study = load_study(fresh_copy(build, scratch / tag))
     started = time.perf_counter()
     for cell in study.cells:
         record = run_cell(cell.path, cell_id=cell.id, options=study.run.to_dict())
@@ -70,18 +59,37 @@ def main() -> None:
         os.environ[name] = "1"  # the plain loop gets what one worker gets: one core
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cache-dir", default=None, help="scenario cache (default $PTYTUI_CACHE_DIR)")
+    parser.add_argument("--rounds", type=int, default=2, help="measured rounds (the minimum is kept)")
     args = parser.parse_args()
     from ptytui.study.demo import build_demo_study
 
     build = build_demo_study(cache_dir=args.cache_dir)
     cells = len(list(build.glob("runs/*/*/ptytui.toml")))
-    with tempfile.TemporaryDirectory() as folder:
+    from ptytui.engine.tfload import tf
+    from ptytui.study.cluster import study_client
+    from ptytui.study.spec import ClusterSpec
+
+    tf().config.threading.set_intra_op_parallelism_threads(1)  # the plain loop: one worker's share
+    tf().config.threading.set_inter_op_parallelism_threads(1)
+    times = {"one": [], "two": [], "plain": []}
+    with tempfile.TemporaryDirectory() as folder, \
+            study_client(ClusterSpec(threads=1), workers=1) as one_client, \
+            study_client(ClusterSpec(threads=1), workers=2) as two_client:
         scratch = Path(folder)
-        one = on_cluster(build, scratch, 1)
-        two = on_cluster(build, scratch, 2)
-        plain = plain_loop(build, scratch)
+        # round 0 warms every process (graph traces, first loads); rounds 1.. are measured,
+        # interleaved so that load from other work on the machine hits every configuration
+        for round_ in range(args.rounds + 1):
+            for name, run in (("one", lambda t: timed_cluster_run(one_client, build, scratch, t)),
+                              ("two", lambda t: timed_cluster_run(two_client, build, scratch, t)),
+                              ("plain", lambda t: timed_plain_loop(build, scratch, t))):
+                seconds = run(f"{name}-{round_}")
+                if round_:
+                    times[name].append(seconds)
+    one, two, plain = (min(times[k]) for k in ("one", "two", "plain"))
     print(f"tiny study, {cells} cells, {os.cpu_count()} cores; clusters warm (TensorFlow imported); "
           f"each worker and the plain loop use 1 thread")
+    print(f"  minimum of {args.rounds} interleaved rounds; all: " +
+          ", ".join(f"{k} {[round(t, 1) for t in v]}" for k, v in times.items()))
     print(f"  1 worker : {one:7.2f} s")
     print(f"  2 workers: {two:7.2f} s   ratio {two / one:.2f}x   (target <= 0.60x)")
     print(f"  plain loop in one process: {plain:7.2f} s")
