@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
 
         get_preset(preset)  # usage errors before any work
         if study:
-            from ptytui.study.demo_command import run_demo_study  # noqa: PLC0415
+            from ptytui.commands.study_demo import run_demo_study  # noqa: PLC0415
 
             code = run_demo_study(preset=preset, out=out, seed=seed, headless=headless)
             if code:

@@ -114,7 +114,7 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
         from ptytui.study.spec import find_study_toml  # noqa: PLC0415 - no TF, no Textual
 
         if find_study_toml(workspace_arg) is not None:  # a study: the Study screen
-            from ptytui.study.screen_launch import launch_study  # noqa: PLC0415
+            from ptytui.commands.study_workbench import launch_study  # noqa: PLC0415
 
             return launch_study(workspace_arg, theme=theme)
     size = _parse_size(screenshot_size)

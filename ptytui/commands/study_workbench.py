@@ -63,7 +63,7 @@ def launch_study(path: str | Path, *, theme: str | None = None, scheduler: str |
     """Open the Study screen on a study file or folder; return the study's exit code."""
     from ptytui.study.cluster import require_dask  # noqa: PLC0415
     from ptytui.study.matrix import StudyResult  # noqa: PLC0415
-    from ptytui.study.screen import StudyApp  # noqa: PLC0415
+    from ptytui.screens.study import StudyApp  # noqa: PLC0415
     from ptytui.study.spec import load_study  # noqa: PLC0415
 
     study = load_study(path)

@@ -29,6 +29,6 @@ def run_demo_study(*, preset: str = "tiny", out: Path | None = None, seed: int =
         from ptytui.cli import main  # noqa: PLC0415
 
         return main(["study", str(folder)])
-    from ptytui.study.screen_launch import launch_study  # noqa: PLC0415
+    from ptytui.commands.study_workbench import launch_study  # noqa: PLC0415
 
     return launch_study(folder)
