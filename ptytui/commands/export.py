@@ -35,12 +35,9 @@ def register(app: typer.Typer) -> None:
         from ptytui.study.spec import find_study_toml  # noqa: PLC0415
 
         if find_study_toml(workspace) is not None:  # a study: its matrix report and each cell's
-            from ptytui.cli import main  # noqa: PLC0415
+            from ptytui.commands.study import export_study  # noqa: PLC0415
 
-            code = main(["study", str(workspace), "--export", str(out or Path(workspace) / "study-export")]
-                        + (["--json"] if json_out else []))
-            if code:
-                raise typer.Exit(code)
+            export_study(workspace, out, json_out=json_out)
             return
 
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415

@@ -35,6 +35,34 @@ def render_matrix(result, console) -> None:
     console.print(table, markup=False)
 
 
+def export_study(path: Path, out: Optional[Path], *, json_out: bool = False) -> None:
+    """`ptytui export STUDY`: the report from the saved run when it still matches the cells'
+    inputs, else the study is run with --export (on a local cluster)."""
+    from rich.console import Console  # noqa: PLC0415
+
+    from ptytui.commands.common import emit_json  # noqa: PLC0415
+    from ptytui.study.export import export_saved_study  # noqa: PLC0415
+    from ptytui.study.spec import load_study  # noqa: PLC0415
+
+    spec = load_study(path)
+    target = Path(out) if out is not None else spec.root / "study-export"
+    written = export_saved_study(spec, target)
+    if written is None:
+        from ptytui.cli import main  # noqa: PLC0415
+
+        Console(stderr=True).print("study: no complete saved run matches the cells; running the study",
+                                   markup=False, highlight=False)
+        code = main(["study", str(path), "--export", str(target)] + (["--json"] if json_out else []))
+        if code:
+            raise typer.Exit(code)
+        return
+    if json_out:
+        emit_json({"out_dir": str(target), "files": [str(p) for p in written], "reused": True})
+    else:
+        for file in written:
+            typer.echo(f"wrote {file}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command(help=STUDY_HELP)
     def study(

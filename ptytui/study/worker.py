@@ -5,12 +5,12 @@ known to be installed (``ptytui.study.cluster.require_dask``)."""
 from __future__ import annotations
 
 import os
-import time
+import threading
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
 PLUGIN_NAME = "ptytui-tensorflow"
-CANCEL_CHECK_SECONDS = 0.5  # the cancel event is asked at most this often (a scheduler round trip)
+CANCEL_POLL_SECONDS = 1.0  # each long poll of the cancel event waits this long on the scheduler
 
 
 class TensorFlowPreload(WorkerPlugin):
@@ -48,35 +48,45 @@ def cell_task(workspace: str, cell_id: str, labels: dict, options: dict, cancel_
     from ptytui.errors import Cancelled  # noqa: PLC0415
     from ptytui.study.cell import run_cell  # noqa: PLC0415
 
-    cancel = _cancel_checker(cancel_name) if cancel_name else None
+    watch = CancelWatch(cancel_name) if cancel_name else None
     try:
-        return run_cell(workspace, cell_id=cell_id, labels=labels, options=options, cancel=cancel,
+        return run_cell(workspace, cell_id=cell_id, labels=labels, options=options, cancel=watch,
                         export_dir=export_dir)
     except Cancelled:
         return {"cell": cell_id, "labels": labels, "workspace": workspace, "status": "cancelled",
                 "error": "cancelled", "exit_code": 3, "row": None}
+    finally:
+        if watch is not None:
+            watch.close()
 
 
-def _cancel_checker(name: str):
-    """A callable that says whether the study's cancel event is set (asked at most every
-    CANCEL_CHECK_SECONDS; an unreachable scheduler counts as not cancelled)."""
-    from distributed import Event  # noqa: PLC0415
+class CancelWatch:
+    """Whether the study's cancel event is set, as a plain flag: a side thread long-polls the
+    scheduler (``Event.wait``), so the cell's checks between batches cost nothing and never wait
+    on the network. Without a scheduler (a plain call) it is never set."""
 
-    state = {"last": 0.0, "set": False, "event": None}
-
-    def cancelled() -> bool:
-        if state["set"]:
-            return True
-        now = time.monotonic()
-        if now - state["last"] < CANCEL_CHECK_SECONDS:
-            return False
-        state["last"] = now
+    def __init__(self, name: str) -> None:
+        self._set = threading.Event()
+        self._stop = threading.Event()
         try:
-            if state["event"] is None:
-                state["event"] = Event(name)
-            state["set"] = bool(state["event"].is_set())
-        except Exception:  # noqa: BLE001 - no scheduler (a plain call): never cancelled
-            state["set"] = False
-        return state["set"]
+            from distributed import Event  # noqa: PLC0415
 
-    return cancelled
+            event = Event(name)  # made in the task's thread: it finds the worker's client
+        except Exception:  # noqa: BLE001 - not on a worker
+            return
+        threading.Thread(target=self._poll, args=(event,), name="ptytui-cancel-watch", daemon=True).start()
+
+    def _poll(self, event) -> None:
+        while not self._stop.is_set():
+            try:
+                if event.wait(timeout=CANCEL_POLL_SECONDS):
+                    self._set.set()
+                    return
+            except Exception:  # noqa: BLE001 - scheduler unreachable for a moment: ask again
+                self._stop.wait(CANCEL_POLL_SECONDS)
+
+    def __call__(self) -> bool:
+        return self._set.is_set()
+
+    def close(self) -> None:
+        self._stop.set()

@@ -199,3 +199,19 @@ def test_the_cli_joins_a_scheduler_reports_a_bad_cell_and_exports(demo_study_bui
     csv_lines = (out / "study_matrix.csv").read_text().splitlines()
     assert csv_lines[0].startswith("cell,status,error,worst_severity,root_cause") and len(csv_lines) == 3
     assert (out / "study_heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_export_of_a_study_reuses_the_saved_run(study_run, tmp_path, capsys):
+    from ptytui.cli import main
+
+    root, _, _ = study_run
+    out = tmp_path / "export"
+    code = main(["export", str(root), "--out", str(out), "--json"])
+    document = json.loads(capsys.readouterr().out)
+    assert code == 0 and document["reused"] is True
+    for name in ("study_report.md", "study_matrix.csv", "study_heatmap.png"):
+        assert (out / name).is_file(), name
+    for cell in ("runs_dose_1e3_baseline", "runs_dose_1e4_pinn"):
+        report = (out / "cells" / cell / "report.md").read_text()
+        assert "Root cause" in report
+    assert "positions-off-canvas" in (out / "cells" / "runs_dose_1e3_baseline" / "report.md").read_text()
