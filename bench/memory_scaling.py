@@ -8,7 +8,7 @@ and throughput do not depend on the weights). Each size runs in a fresh process:
 2. Throughput (groups/s, from the run's own seconds, and wall time of the whole command) at both
    sizes. Target: linear (the same groups/s at both sizes).
 
-The data come from the scenario's simulator (`ptytui.engine.scenario.simulate`, the `large`
+The data come from the scenario's simulator (`ptytui.scenario.simulate`, the `large`
 preset), written once to --cache (about 1 GB; ~90 s); `--synthetic` writes an equivalent contract
 NPZ (same shapes and keys, smooth random patterns) in seconds instead.
 
@@ -37,8 +37,8 @@ GRIDSIZE = 2
 
 def scenario_split(path: Path) -> dict:
     """The `large` scenario's test split, written as the scenario writes it."""
-    from ptytui.engine.scenario.settings import PRESETS
-    from ptytui.engine.scenario.simulate import simulate, write_split
+    from ptytui.scenario.settings import PRESETS
+    from ptytui.scenario.simulate import simulate, write_split
 
     preset = PRESETS["large"]
     scan = simulate(preset, dose=DOSE, seed=0)
@@ -51,7 +51,7 @@ def synthetic_split(path: Path) -> dict:
     object, written member by member so the writer's own memory stays small."""
     import zipfile
 
-    from ptytui.engine.scenario.settings import PRESETS
+    from ptytui.scenario.settings import PRESETS
 
     preset = PRESETS["large"]
     N, M, size = preset.N, preset.n_test, preset.object_size
@@ -80,7 +80,7 @@ def synthetic_split(path: Path) -> dict:
 
 def write_model(path: Path, N: int, probe: np.ndarray, filters) -> None:
     """The scenario's gs2 PINN (inference graph, untrained) at N = 128."""
-    from ptytui.engine.scenario.zoo import build_pinn, intensity_scale_for
+    from ptytui.networks.architectures import build_pinn, intensity_scale_for
 
     models = build_pinn(N, GRIDSIZE, intensity_scale_for(DOSE, N), filters, probe)
     models.diffraction_to_obj.save(path)

@@ -46,7 +46,7 @@ def write_split(path: Path, n_patterns: int, n: int, seed: int = 0) -> None:
 
 def write_model(path: Path, n: int) -> None:
     """A PINN-sized conv encoder/decoder (diffraction -> amplitude) to give inference real work."""
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     k = keras()
     inp = k.Input((n, n, 1), name="input")
@@ -63,11 +63,12 @@ def write_model(path: Path, n: int) -> None:
 
 
 def throughput(model_path: Path, data_path: Path, batch: int, groups: int, repeats: int) -> dict:
-    from ptytui.engine.data import group_split, open_split
-    from ptytui.engine.inference import feed_inputs, run_inference
-    from ptytui.engine.events import RunFinished
-    from ptytui.engine.models import load_model
-    from ptytui.engine.tfload import tf
+    from ptytui.core.events import RunFinished
+    from ptytui.core.tfload import tf
+    from ptytui.inputs.grouping import group_split
+    from ptytui.inputs.models import load_model
+    from ptytui.inputs.npz import open_split
+    from ptytui.running.inference import feed_inputs, run_inference
 
     loaded = load_model(model_path)
     split = open_split(data_path, name="bench")

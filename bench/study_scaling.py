@@ -65,7 +65,7 @@ def main() -> None:
 
     build = build_demo_study(cache_dir=args.cache_dir)
     cells = len(list(build.glob("runs/*/*/ptytui.toml")))
-    from ptytui.engine.tfload import tf
+    from ptytui.core.tfload import tf
     from ptytui.study.cluster import study_client
     from ptytui.study.spec import ClusterSpec
 

@@ -28,7 +28,7 @@ import numpy as np
 
 
 def build(name: str):
-    from ptytui.engine.tfload import keras as _keras
+    from ptytui.core.tfload import keras as _keras
 
     keras = _keras()
     keras.utils.set_random_seed(0)
@@ -36,7 +36,7 @@ def build(name: str):
         model = keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), classes=10)
         shape = (64, 64, 3)
     elif name == "unet":
-        from ptytui.engine.scenario.zoo import build_supervised_unet
+        from ptytui.networks.architectures import build_supervised_unet
 
         model = build_supervised_unet(64, (8, 16, 32))  # the scenario's supervised U-Net, N = 64
         shape = (64, 64, 1)
@@ -57,7 +57,7 @@ def full_capture(model, x):
         return keract.get_activations(model, x, auto_compile=True), "keract"
     except Exception as exc:  # noqa: BLE001 - keract 4.5 does not run on Keras 3
         reason = f"keract failed ({type(exc).__name__}: {str(exc)[:80]}); same method run directly"
-    from ptytui.engine.tfload import keras as _keras
+    from ptytui.core.tfload import keras as _keras
 
     keras = _keras()
     cache = getattr(model, "_bench_extractor", None)
@@ -70,8 +70,8 @@ def full_capture(model, x):
 
 
 def run_method(method: str, model, x):
-    from ptytui.engine.tfload import tf as _tf
-    from ptytui.engine.trace import trace_model
+    from ptytui.core.tfload import tf as _tf
+    from ptytui.running.trace import trace_model
 
     tf = _tf()
     if method == "forward":

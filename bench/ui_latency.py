@@ -49,9 +49,9 @@ def inference_feed(batch: int = 16, size: int = 64):
     def feed(cancel: threading.Event):
         import numpy as np
 
-        from ptytui.engine.events import BatchDone, RunStarted
-        from ptytui.engine.stats import StatsAccumulator
-        from ptytui.engine.tfload import keras, tf
+        from ptytui.core.events import BatchDone, RunStarted
+        from ptytui.core.stats import StatsAccumulator
+        from ptytui.core.tfload import keras, tf
 
         k = keras()
         inputs = k.Input((size, size, 1))
@@ -175,8 +175,8 @@ def serve(kind: str) -> None:
     if kind == "minimal":
         minimal_textual_app().run()
         return
-    from ptytui.app import WorkbenchApp
-    from ptytui.screens.feeds import load_recording
+    from ptytui.tui.app import WorkbenchApp
+    from ptytui.tui.feeds import load_recording
 
     app = WorkbenchApp(feed=inference_feed() if kind == "busy" else None,
                        initial_events=load_recording(RECORDING), workspace_label=kind)
@@ -260,8 +260,8 @@ def main() -> None:
         serve(options.serve)
         return
 
-    from ptytui.app import WorkbenchApp
-    from ptytui.screens.feeds import load_recording
+    from ptytui.tui.app import WorkbenchApp
+    from ptytui.tui.feeds import load_recording
 
     events = load_recording(RECORDING)
     idle_cpu = asyncio.run(measure(WorkbenchApp(initial_events=events, workspace_label="idle"),

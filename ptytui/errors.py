@@ -7,6 +7,7 @@ The CLI prints that line to stderr and exits 2; the TUI shows it and stays up.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 EXIT_OK = 0
@@ -68,3 +69,42 @@ class Cancelled(PtytuiError):
 
     def __init__(self, what: str = "run"):
         super().__init__(f"{what} cancelled")
+
+
+# TensorFlow wraps errors raised inside a graph in its own traceback and node tags; a user needs
+# what went wrong, not where in Keras.
+_TF_TAGS = re.compile(r"\{\{function_node [^}]*\}\}|\[\[\{\{node [^\]]*\}\}\]\]|\[Op:[^\]]*\]")
+_MODULE_PATH = re.compile(r"\b(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*(?:Error|Exception)\b)")
+_TRACE_HEADERS = ("Graph execution error:", "Detected at node", "Traceback (most recent call last)",
+                  "Hint: If you want to see a list of allocated tensors")
+ONE_LINE_LIMIT = 400
+
+
+def one_line(exc: BaseException) -> str:
+    """Any error as one readable line: a ``PtytuiError`` as it words itself; anything else as
+    ``Type: message`` with TensorFlow's graph tracebacks, node tags and module paths dropped.
+
+    The one formatter for errors shown to the user (stderr lines, run failures, TUI messages).
+    """
+    if isinstance(exc, PtytuiError):
+        return exc.one_line()
+    text = str(getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+    kept: list[str] = []
+    in_frame = False
+    for raw in text.splitlines():
+        line = _TF_TAGS.sub("", raw).strip()
+        if line.startswith('File "'):
+            in_frame = True  # a traceback frame: its code and caret lines follow, indented
+            continue
+        if in_frame and raw.startswith("    "):
+            continue
+        in_frame = False
+        if not line or line.startswith(_TRACE_HEADERS) or not line.strip("^~ "):
+            continue
+        line = _MODULE_PATH.sub("", line)
+        if line not in kept:  # py_function errors repeat the Python error after its traceback
+            kept.append(line)
+    summary = " ".join(" ".join(kept).split()) or type(exc).__name__
+    if not summary.startswith(type(exc).__name__):
+        summary = f"{type(exc).__name__}: {summary}"
+    return summary[:ONE_LINE_LIMIT]

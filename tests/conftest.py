@@ -1,6 +1,6 @@
 """Fixtures shared by every test: the tiny incident scenario, built once per code version.
 
-The tiny scenario (ptytui.engine.scenario, preset "tiny") is built into pytest's cache folder
+The tiny scenario (ptytui.scenario, preset "tiny") is built into pytest's cache folder
 (``.pytest_cache/d/ptytui-scenarios``, or ``$PTYTUI_TEST_CACHE_DIR``) and reused across sessions
 and pytest-xdist workers: the builder takes a file lock (fcntl) and renames a finished build into
 place, so concurrent workers wait for one build instead of racing. The cache key hashes the
@@ -61,10 +61,10 @@ def tiny_scenario(scenario_cache_dir):
     """Factory: ``tiny_scenario(defects=None) -> Path`` of a cached tiny build.
 
     ``defects=None`` plants the incident (absolute positions + model-kind label), ``()`` is
-    healthy, otherwise the named defects (see ptytui.engine.scenario.DEFECTS). Variants reuse
+    healthy, otherwise the named defects (see ptytui.scenario.DEFECTS). Variants reuse
     the healthy build's trained models, so each costs about a second after the first build.
     """
-    from ptytui.engine.scenario import build_scenario
+    from ptytui.scenario import build_scenario
 
     def make(defects=None) -> Path:
         return build_scenario("tiny", defects=defects, cache_dir=scenario_cache_dir)

@@ -64,8 +64,8 @@ def write_splits(folder: Path, *, step: int = 4) -> dict[str, Path]:
 
 def build_position_model(path: Path, n: int = N, seed: int = 0) -> Path:
     """A gs1 PINN-like model: conv heads -> complex patch -> ReassemblePatches(N, N + 10)."""
-    from ptytui.engine.layers import CombineComplex, ReassemblePatches, ScaledTanh
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
+    from ptytui.networks.layers import CombineComplex, ReassemblePatches, ScaledTanh
 
     k = keras()
     k.utils.set_random_seed(seed)
@@ -83,7 +83,7 @@ def build_position_model(path: Path, n: int = N, seed: int = 0) -> Path:
 
 def build_supervised_model(path: Path, n: int = N, seed: int = 1) -> Path:
     """diffraction (B, N, N, 1) -> [amplitude, phase], linear heads, no positions."""
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     k = keras()
     k.utils.set_random_seed(seed)

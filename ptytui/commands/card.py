@@ -3,8 +3,6 @@ intensity scale, parameters) read from the files without running or deserializin
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 CARD_HELP = ("Show what a saved model is without running it: .keras, .h5, SavedModel folder or "
@@ -91,7 +89,7 @@ def register(app: typer.Typer) -> None:
         trust: bool = typer.Option(False, "--trust", help="Also read the bundle's params.dill (a pickle: "
                                                           "runs code from the file; needs dill)."),
     ) -> None:
-        from ptytui.engine.models import read_card  # noqa: PLC0415
+        from ptytui.inputs.models import read_card  # noqa: PLC0415
 
         model_card = read_card(model, trust=trust)
         if model_card.fallback:

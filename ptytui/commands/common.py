@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ptytui.errors import UsageError
+from ptytui.inputs.workspace import POSITION_MODES
 
 DEVICES = ("cpu", "gpu", "all")
 
@@ -19,7 +20,7 @@ def select_devices(devices: str | None) -> str:
         return "auto"
     if devices not in DEVICES:
         raise UsageError(f"--devices: expected one of {', '.join(DEVICES)}, found {devices!r}")
-    from ptytui.engine.tfload import tf as _tf  # noqa: PLC0415
+    from ptytui.core.tfload import tf as _tf  # noqa: PLC0415
 
     tf = _tf()
     if devices == "cpu":
@@ -38,7 +39,7 @@ def device_set_for(devices: str):
     ``--devices all`` runs under; None for any other choice. Call after ``select_devices``."""
     if devices != "all":
         return None
-    from ptytui.engine.distribute import build_strategy  # noqa: PLC0415
+    from ptytui.running.devices import build_strategy  # noqa: PLC0415
 
     return build_strategy()
 
@@ -47,11 +48,12 @@ def open_session(workspace: Path | None, model: list[str] | None, data: list[str
                  positions: str | None = None, trust: bool = False, seed: int = 0,
                  n_groups: int | None = None, batch_size: int = 64, shard: str | None = None):
     """A Session from WORKSPACE, or from --model/--data flags (not both)."""
-    from ptytui.engine.session import Session, Shard  # noqa: PLC0415
-    from ptytui.engine.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
+    from ptytui.inputs.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
+    from ptytui.running.session import Session, Shard  # noqa: PLC0415
 
-    if positions is not None and positions not in ("absolute", "relative", "zero"):
-        raise UsageError(f"--positions: expected absolute, relative or zero, found {positions!r}")
+    if positions is not None and positions not in POSITION_MODES:
+        raise UsageError(f"--positions: expected {', '.join(POSITION_MODES[:-1])} or {POSITION_MODES[-1]}, "
+                         f"found {positions!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
     if n_groups is not None and n_groups < 1:
@@ -116,7 +118,7 @@ class StderrProgress:
             self.console.print(text, markup=False, highlight=False)
 
     def __call__(self, event) -> None:
-        from ptytui.engine import events as ev  # noqa: PLC0415
+        from ptytui.core import events as ev  # noqa: PLC0415
 
         key = (event.model, event.split)
         if isinstance(event, ev.RunStarted):

@@ -97,8 +97,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
     ) -> None:
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
-        from ptytui.engine.compare import compare_workspace, save_comparison, write_comparison_files  # noqa: PLC0415
         from ptytui.errors import EXIT_FINDING  # noqa: PLC0415
+        from ptytui.quality.compare import compare_workspace  # noqa: PLC0415
+        from ptytui.quality.comparison_store import save_comparison, write_comparison_files  # noqa: PLC0415
 
         session = open_session(workspace, None, None, trust=trust, seed=seed, n_groups=n_groups,
                                batch_size=batch_size)

@@ -28,8 +28,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the recorded decision as JSON."),
     ) -> None:
         from ptytui.commands.common import emit_json  # noqa: PLC0415
-        from ptytui.engine.decisions import OPTION_DESCRIPTIONS, record_decision  # noqa: PLC0415
-        from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+        from ptytui.inputs.decisions import OPTION_DESCRIPTIONS, record_decision  # noqa: PLC0415
+        from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
         ws = load_workspace(workspace)
         record, log = record_decision(ws, option, reason, intervention=intervention, models=model or None,

@@ -5,12 +5,12 @@ Stage progress goes to stderr, the workspace path to stdout. No TensorFlow or Te
 
 from __future__ import annotations
 
-import sys
-
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ptytui.commands.workbench import launch, print_diagnosis, wants_headless
 
 DEFECT_HELP = (
     "Plant a defect (repeatable). Without --defect the incident is planted as the study wired it "
@@ -33,7 +33,7 @@ def build_demo_workspace(preset: str = "default", *, dose: float = 1e3, defects:
         (absolute positions + model-kind label), ["none"] gives a healthy workspace.
     out : also copy the workspace into this new or empty folder, and return it.
     rebuild : ignore the cache and rebuild (retrains the models).
-    seed, cache_dir : see ``ptytui.engine.scenario.build_scenario``.
+    seed, cache_dir : see ``ptytui.scenario.build_scenario``.
     show_progress : draw the stage bars on stderr (a terminal) or one line per finished stage.
 
     Returns
@@ -41,7 +41,7 @@ def build_demo_workspace(preset: str = "default", *, dose: float = 1e3, defects:
     Path
         The workspace folder (holding ptytui.toml).
     """
-    from ptytui.engine.scenario import build_scenario  # noqa: PLC0415
+    from ptytui.scenario import build_scenario  # noqa: PLC0415
 
     with _StageProgress(enabled=show_progress) as progress:
         return build_scenario(preset, dose=dose, defects=defects or None, seed=seed, out=out,
@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
     @app.command(help="Build the built-in incident scenario (cached) and open the workbench on it; "
                       "--headless prints the diagnosis instead (exit 1: it finds the planted fault).")
     def demo(
+        ctx: typer.Context,
         preset: str = typer.Option("default", "--preset",
                                    help="tiny (tests, seconds), default (the demo), large (N=128, 5,216 test positions)."),
         dose: float = typer.Option(1e3, "--dose", help="Photons per diffraction pattern (1e3, 1e4, 1e5)."),
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
                                    "1e5 x Baseline gs1 / PINN gs2 (absolute positions in every Baseline, a dead "
                                    "layer in the 1e4 PINN), then open it (--headless: run 'ptytui study')."),
     ) -> None:
-        from ptytui.engine.scenario import get_preset, parse_defects  # noqa: PLC0415
+        from ptytui.scenario import get_preset, parse_defects  # noqa: PLC0415
 
         get_preset(preset)  # usage errors before any work
         if study:
@@ -119,19 +120,11 @@ def register(app: typer.Typer) -> None:
             return
         parse_defects(defect or None)
         workspace = build_demo_workspace(preset, dose=dose, defects=defect, out=out, rebuild=rebuild, seed=seed)
-        if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
-            typer.echo("ptytui: not a terminal: printing the diagnosis instead of opening the "
-                       "workbench (use --headless to say so)", err=True)
-            headless = True
-        if headless:
+        if wants_headless(headless):
             # The headless twin: the workspace folder, then exactly what `ptytui diagnose` prints.
-            from ptytui.cli import main  # noqa: PLC0415
-
             typer.echo(f"workspace: {workspace}")
-            code = main(["diagnose", str(workspace)])
+            code = print_diagnosis(ctx.parent, str(workspace), asked=headless)
         else:
-            from ptytui.commands.workbench import launch  # noqa: PLC0415
-
             code = launch(workspace)
         if code:
             raise typer.Exit(code)

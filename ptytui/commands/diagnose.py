@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ptytui.inputs.workspace import DEFAULT_POSITION_MODE, POSITION_MODES
+
 DIAGNOSE_HELP = (
     "Diagnose a workspace: stream every model over every split (output statistics), trace a probe "
     "batch layer by layer, measure positions against each model's reassembly canvas, compare the "
@@ -17,66 +19,6 @@ DIAGNOSE_HELP = (
     "the result is also saved as diagnosis.json in the session folder (read by 'ptytui decide'). "
     "Exit 1 when any error finding is raised.")
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
-
-
-def _indented(console, text, indent: int) -> None:
-    """Print ``text`` wrapped to the console's width less ``indent``, each line indented, with no
-    trailing spaces (Rich's Padding fills lines out to the width, which a log keeps)."""
-    for line in text.wrap(console, max(20, console.width - indent)):
-        line.rstrip()
-        console.print(" " * indent, line, sep="", soft_wrap=True)
-
-
-def render_diagnosis(diagnosis, console) -> None:
-    """The diagnosis as text blocks (one per finding, then the hypotheses per model).
-
-    Blocks rather than a table: a batch job's log is 80 columns wide (no terminal), and a table
-    squeezes each summary, where the numbers are, into a narrow column.
-    """
-    from rich.text import Text  # noqa: PLC0415
-
-    from ptytui.widgets.format import SEVERITY_SYMBOL, VERDICT_STYLE  # noqa: PLC0415 - rich only
-
-    counts = {severity: sum(f.severity == severity for f in diagnosis.findings)
-              for severity in ("error", "warning", "info")}
-    console.print(Text(f"findings: {diagnosis.workspace_name or diagnosis.workspace} "
-                       f"({diagnosis.seconds:.1f} s): {counts['error']} error, {counts['warning']} warning, "
-                       f"{counts['info']} info", style="bold"))
-    for f in diagnosis.findings:
-        head = Text(f"{SEVERITY_SYMBOL.get(f.severity, '·')} {f.severity:<7} ", style=SEVERITY_STYLE.get(f.severity))
-        head.append(f.id, style="bold")
-        where = " × ".join(part for part in (f.model, f.split) if part)
-        if f.layer:
-            where += f" @ {f.layer}"
-        if where:
-            head.append(f"  {where}")
-        console.print(head)
-        _indented(console, Text(f.summary), 4)
-    by_model: dict[str, list] = {}
-    for h in diagnosis.hypotheses:
-        by_model.setdefault(h.model, []).append(h)
-    if by_model:
-        console.print(Text("\nthe incident report's hypotheses (each tested, see --json for the evidence)",
-                           style="bold"))
-    for model, hypotheses in by_model.items():
-        line = Text(f"{model}: ")
-        for i, h in enumerate(hypotheses):
-            if i:
-                line.append(", ")
-            line.append(f"{h.name}: ")
-            line.append(h.verdict, style=VERDICT_STYLE.get(h.verdict, ""))
-        _indented(console, line, 2)
-    options = []
-    for f in diagnosis.findings:
-        for a in f.actions:
-            if a["command"] not in options:
-                options.append(a["command"])
-    if options:
-        console.print()
-        _indented(console, Text("decision options: " + ", ".join(options)), 0)
-        console.print("  (record one with: ptytui decide WORKSPACE --option OPTION --reason TEXT)")
-
 
 def register(app: typer.Typer) -> None:
     @app.command(help=DIAGNOSE_HELP)
@@ -85,7 +27,7 @@ def register(app: typer.Typer) -> None:
         model: Optional[list[str]] = typer.Option(None, "--model", help="A model file or bundle (instead of WORKSPACE)."),
         data: Optional[list[str]] = typer.Option(None, "--data", help="NPZ split, or NAME=NPZ (repeatable)."),
         model_name: Optional[list[str]] = typer.Option(None, "--model-name", help="Only this workspace model (repeatable)."),
-        positions: Optional[str] = typer.Option(None, "--positions", help="With --model/--data: how positions are fed (absolute | relative | zero; default relative)."),
+        positions: Optional[str] = typer.Option(None, "--positions", help=f"With --model/--data: how positions are fed ({' | '.join(POSITION_MODES)}; default {DEFAULT_POSITION_MODE})."),
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="A seeded contiguous subset of K groups per split."),
         batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch for the streaming runs."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
@@ -107,7 +49,8 @@ def register(app: typer.Typer) -> None:
                 session.workspace,
                 models={k: v for k, v in session.workspace.models.items() if k in model_name})
 
-        from ptytui.engine.diagnose import DiagnosisFinished, diagnose_events  # noqa: PLC0415
+        from ptytui.core.events import DiagnosisFinished  # noqa: PLC0415
+        from ptytui.diagnosis.diagnose import diagnose_events  # noqa: PLC0415
 
         diagnosis = None
         with StderrProgress() as progress:
@@ -117,17 +60,15 @@ def register(app: typer.Typer) -> None:
                     diagnosis = event.diagnosis
         document = diagnosis.to_dict(full_traces=full)
         if save and getattr(session.workspace, "toml_path", None) is not None and not model_name:
-            from ptytui.engine.atomic import atomic_write_text  # noqa: PLC0415
-            from ptytui.engine.decisions import DIAGNOSIS_FILE, ensure_session_dir  # noqa: PLC0415
+            from ptytui.inputs.decisions import ensure_session_dir, save_diagnosis  # noqa: PLC0415
 
-            import json  # noqa: PLC0415
-
-            folder = ensure_session_dir(session.workspace)
-            atomic_write_text(folder / DIAGNOSIS_FILE, json.dumps(document, indent=1, allow_nan=False))
+            save_diagnosis(document, ensure_session_dir(session.workspace))
         if json_out:
             emit_json(document)
         else:
             from rich.console import Console  # noqa: PLC0415
+
+            from ptytui.present.diagnosis import render_diagnosis  # noqa: PLC0415 - Rich only when printing
 
             render_diagnosis(diagnosis, Console())
         if diagnosis.exit_code:

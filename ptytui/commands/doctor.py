@@ -40,7 +40,7 @@ def environment_report() -> dict:
         report["problems"].append("TensorFlow is not installed: pip install 'ptytui[cpu]' or 'ptytui[gpu]'")
         return report
     started = time.perf_counter()
-    from ptytui.engine.tfload import keras, tf  # noqa: PLC0415
+    from ptytui.core.tfload import keras, tf  # noqa: PLC0415
 
     tf_module = tf()
     import_seconds = time.perf_counter() - started

@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             return
 
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
-        from ptytui.engine.export import export_workspace, parse_formats  # noqa: PLC0415
+        from ptytui.outcome.export import export_workspace, parse_formats  # noqa: PLC0415
 
         chosen = parse_formats(formats)
         session = open_session(workspace, None, None, trust=trust, seed=seed, batch_size=batch_size)

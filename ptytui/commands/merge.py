@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from ptytui.commands.common import emit_json  # noqa: PLC0415
         from ptytui.commands.stats import gate_tripped, render_table  # noqa: PLC0415
-        from ptytui.engine.merge import merge_files  # noqa: PLC0415
+        from ptytui.running.merge import merge_files  # noqa: PLC0415
 
         result = merge_files(records)
         gate = result.document["gate"]

@@ -37,8 +37,9 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console  # noqa: PLC0415
 
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
-        from ptytui.engine.decisions import current_decision  # noqa: PLC0415
-        from ptytui.engine.retrain import (  # noqa: PLC0415
+        from ptytui.errors import EXIT_FINDING, Cancelled  # noqa: PLC0415
+        from ptytui.inputs.decisions import current_decision  # noqa: PLC0415
+        from ptytui.outcome.retrain import (  # noqa: PLC0415
             EpochDone,
             RetrainCancelled,
             RetrainFinished,
@@ -46,7 +47,6 @@ def register(app: typer.Typer) -> None:
             run_retrain,
             verify_retrained,
         )
-        from ptytui.errors import EXIT_FINDING, Cancelled  # noqa: PLC0415
 
         session = open_session(workspace, None, None, trust=trust, seed=seed)
         select_devices(devices)
@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if verify:
             err.print("re-running statistics and metrics", markup=False, highlight=False)
             verification = verify_retrained(session.workspace.toml_path, result.new_name, trust=trust, seed=seed)
-            from ptytui.engine.compare import save_comparison  # noqa: PLC0415
+            from ptytui.quality.comparison_store import save_comparison  # noqa: PLC0415
 
             save_comparison(verification.comparison, session.workspace.session_dir)
         if json_out:

@@ -9,10 +9,11 @@ from typing import Optional
 import typer
 
 from ptytui.errors import EXIT_FINDING, Cancelled
+from ptytui.inputs.workspace import POSITION_MODE_MEANINGS
 
-POSITIONS_HELP = ("How the model's position input is fed: 'relative' (-(position - group mean), what "
-                  "PtychoPINN models expect), 'absolute' (scan positions in object pixels: the incident), "
-                  "'zero'. Overrides the workspace.")
+POSITIONS_HELP = ("How the model's position input is fed: "
+                  + ", ".join(f"'{mode}' ({meaning})" for mode, meaning in POSITION_MODE_MEANINGS.items())
+                  + ". Overrides the workspace.")
 FLAGS_HELP = ("With --model/--data the model is fed as a PtychoPINN pipeline feeds it: diffraction "
               "amplitude times the model's intensity scale, relative positions, gridsize from the model.")
 
@@ -93,7 +94,7 @@ def register(app: typer.Typer) -> None:
             open_session,
             select_devices,
         )
-        from ptytui.engine import events as ev  # noqa: PLC0415
+        from ptytui.core import events as ev  # noqa: PLC0415
         from ptytui.errors import UsageError  # noqa: PLC0415
 
         if zero_gate is not None and not 0.0 <= zero_gate <= 1.0:

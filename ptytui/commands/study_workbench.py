@@ -63,8 +63,8 @@ def launch_study(path: str | Path, *, theme: str | None = None, scheduler: str |
     """Open the Study screen on a study file or folder; return the study's exit code."""
     from ptytui.study.cluster import require_dask  # noqa: PLC0415
     from ptytui.study.matrix import StudyResult  # noqa: PLC0415
-    from ptytui.screens.study import StudyApp  # noqa: PLC0415
     from ptytui.study.spec import load_study  # noqa: PLC0415
+    from ptytui.tui.screens.study import StudyApp  # noqa: PLC0415
 
     study = load_study(path)
     require_dask()
@@ -84,9 +84,9 @@ def launch_study(path: str | Path, *, theme: str | None = None, scheduler: str |
 
 def _open_cell(study, cell_id: str, *, theme: str | None) -> None:
     """The cell's workbench (its own screens); q returns here instead of leaving the process."""
-    from ptytui.app import WorkbenchApp  # noqa: PLC0415
     from ptytui.commands.workbench import DeferredExportWriter, resolve_workspace  # noqa: PLC0415
-    from ptytui.screens.feeds import workspace_feed  # noqa: PLC0415
+    from ptytui.tui.app import WorkbenchApp  # noqa: PLC0415
+    from ptytui.tui.feeds import workspace_feed  # noqa: PLC0415
 
     cell = next(c for c in study.cells if c.id == cell_id)
     label, path, session_dir = resolve_workspace(cell.path)

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ptytui.inputs.workspace import POSITION_MODES
+
 TRACE_HELP = ("Trace every layer's output for a probe batch (the first K groups of each split) in one "
               "forward pass: statistics per layer (nonzero fraction, mean, std, NaN/Inf, dead channels), "
               "weight health, and the first collapse (the earliest layer below 1% nonzero fed by a layer "
@@ -56,7 +58,7 @@ def register(app: typer.Typer) -> None:
         model: Optional[list[str]] = typer.Option(None, "--model", help="A model file or bundle (instead of WORKSPACE)."),
         data: Optional[list[str]] = typer.Option(None, "--data", help="NPZ split, or NAME=NPZ (repeatable)."),
         split: Optional[list[str]] = typer.Option(None, "--split", help="Only this split (repeatable)."),
-        positions: Optional[str] = typer.Option(None, "--positions", help="Override how positions are fed: absolute | relative | zero."),
+        positions: Optional[str] = typer.Option(None, "--positions", help=f"Override how positions are fed: {' | '.join(POSITION_MODES)}."),
         n_samples: int = typer.Option(16, "--n-samples", help="Groups in the probe batch."),
         preview: Optional[str] = typer.Option(None, "--preview", metavar="LAYER", help="Also return a downsampled preview of this layer's output (JSON: 'preview')."),
         compiled: bool = typer.Option(False, "--compiled", help="Build one graph for the whole trace (faster when repeated, slower once)."),
@@ -74,8 +76,8 @@ def register(app: typer.Typer) -> None:
 
         import numpy as np  # noqa: PLC0415
 
-        from ptytui.engine.inference import feed_inputs  # noqa: PLC0415
-        from ptytui.engine.trace import compare_traces, trace_model  # noqa: PLC0415
+        from ptytui.running.inference import feed_inputs  # noqa: PLC0415
+        from ptytui.running.trace import compare_traces, trace_model  # noqa: PLC0415
 
         traces = []
         for plan in plans:

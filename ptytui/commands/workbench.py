@@ -1,12 +1,15 @@
 """`ptytui [WORKSPACE]`: the default command, which opens the Textual workbench on a workspace.
 
 It imports neither Textual nor TensorFlow at import time: the app is imported inside the command,
-and the engine (with TF) inside the app's worker, after the first frame is drawn.
+and the engine (with TF) inside the app's worker, after the first frame is drawn. Without a
+terminal (a batch job) or with ``--headless`` it prints what `ptytui diagnose` prints instead, with
+the same exit code, and never loads Textual.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -17,6 +20,24 @@ from ptytui.errors import UsageError
 
 WORKSPACE_KEY = "ptytui.workspace"
 FIRST_FRAME_ENV = "PTYTUI_FIRST_FRAME_FILE"  # startup benchmark: note the first frame, then quit
+NOT_A_TERMINAL = ("ptytui: not a terminal: printing the diagnosis instead of opening the workbench "
+                  "(use --headless to say so)")
+
+
+def has_terminal() -> bool:
+    """Whether the workbench can open here: stdin (keys) and stdout are both terminals."""
+    return all(stream is not None and stream.isatty() for stream in (sys.stdin, sys.stdout))
+
+
+def wants_headless(headless: bool) -> bool:
+    """Print the diagnosis instead of opening the workbench: ``--headless``, or no terminal."""
+    return headless or not has_terminal()
+
+
+def say_why_headless(headless: bool) -> None:
+    """On stderr, once: the diagnosis is printed because there is no terminal (not asked for)."""
+    if not headless:
+        typer.echo(NOT_A_TERMINAL, err=True)
 
 
 class WorkbenchGroup(TyperGroup):
@@ -60,7 +81,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 def resolve_workspace(path: Path) -> tuple[str, Path, Path]:
     """(label, workspace path, session folder) of a workspace, checked without importing TF."""
-    from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+    from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
 
     workspace = load_workspace(path)
     return str(workspace.name), path, Path(workspace.session_dir)
@@ -86,18 +107,71 @@ def register(app: typer.Typer) -> None:
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="Run a contiguous, seeded "
                                                "subset of this many groups per split."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
+        headless: bool = typer.Option(False, "--headless", help="Print the diagnosis (what 'ptytui "
+                                      "diagnose' prints, same exit code) instead of opening the "
+                                      "workbench; the default without a terminal."),
     ) -> None:
         """Open the workbench on WORKSPACE (a folder with ptytui.toml, or the toml; default: here).
 
-        Keys: 1-5 screens, ? help, r run, x cancel, q quit, ctrl+p command palette.
+        Keys: 1-5 screens, ? help, r run, x cancel, q quit, ctrl+p command palette. Without a
+        terminal, or with --headless, print the diagnosis instead (exit 1 on an error finding).
         """
         if ctx.invoked_subcommand is not None:
             return
-        code = launch(ctx.meta.get(WORKSPACE_KEY), theme=theme, replay=replay, record=record,
-                      screenshots=screenshots, screenshot_size=screenshot_size, trust=trust,
-                      batch_size=batch_size, n_groups=n_groups, seed=seed)
+        workspace = ctx.meta.get(WORKSPACE_KEY)
+        check_options(theme=theme, screenshot_size=screenshot_size, batch_size=batch_size, n_groups=n_groups)
+        if headless and screenshots is not None:
+            raise UsageError("--headless and --screenshots: choose one (both run without a terminal)")
+        # --screenshots and the startup probe draw the app headless: they need no terminal.
+        if screenshots is None and not os.environ.get(FIRST_FRAME_ENV) and wants_headless(headless):
+            for flag, given in (("--replay", replay), ("--record", record)):
+                if given is not None:
+                    raise UsageError(f"{flag}: needs the workbench, which needs a terminal (the headless "
+                                     f"diagnosis runs the engine on the workspace; --screenshots DIR "
+                                     f"renders a replay without one)")
+            code = print_diagnosis(ctx, workspace, trust=trust, batch_size=batch_size, n_groups=n_groups,
+                                   seed=seed, asked=headless, command=_headless_command(workspace))
+        else:
+            code = launch(workspace, theme=theme, replay=replay, record=record, screenshots=screenshots,
+                          screenshot_size=screenshot_size, trust=trust, batch_size=batch_size,
+                          n_groups=n_groups, seed=seed)
         if code:
             raise typer.Exit(code)
+
+
+def _headless_command(workspace: str | None) -> str:
+    """`study` for a study (its matrix is the headless Study screen), else `diagnose`."""
+    from ptytui.study.spec import find_study_toml  # noqa: PLC0415 - no TF, no Textual
+
+    return "study" if workspace and find_study_toml(workspace) is not None else "diagnose"
+
+
+def print_diagnosis(ctx: typer.Context, workspace: str | None, *, trust: bool = False, batch_size: int = 64,
+                    n_groups: int | None = None, seed: int = 0, asked: bool = True,
+                    command: str = "diagnose") -> int:
+    """The headless workbench: run `ptytui diagnose` on the workspace (default: here), or `ptytui
+    study` on a study, and return its exit code (1 on an error finding, 0 otherwise; bad input
+    raises, which the CLI maps to 2).
+
+    The sibling command is run through the group, so the text, the saved diagnosis.json and the
+    exit code are the command's own. ``asked``: --headless was given; otherwise stderr says that
+    there was no terminal, once the workspace is known to be good (bad input stays the one line
+    on stderr).
+    """
+    args = [] if workspace is None else [str(workspace)]
+    if command == "study":
+        say_why_headless(asked)
+    else:
+        resolve_workspace(Path(workspace) if workspace is not None else Path.cwd())
+        say_why_headless(asked)
+        args += ["--batch-size", str(batch_size), "--seed", str(seed)]
+        if n_groups is not None:
+            args += ["--n-groups", str(n_groups)]
+        if trust:
+            args.append("--trust")
+    sibling = ctx.command.get_command(ctx, command)
+    result = sibling.main(args, prog_name=f"{ctx.command_path} {command}", standalone_mode=False)
+    return int(result or 0)
 
 
 def launch(workspace: str | Path | None = None, *, theme: str | None = None, replay: Path | None = None,
@@ -117,15 +191,9 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
             from ptytui.commands.study_workbench import launch_study  # noqa: PLC0415
 
             return launch_study(workspace_arg, theme=theme)
-    size = _parse_size(screenshot_size)
-    if theme is not None:
-        _check_theme(theme)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
-    if n_groups is not None and n_groups < 1:
-        raise UsageError(f"--n-groups: expected a positive integer, found {n_groups}")
+    size = check_options(theme=theme, screenshot_size=screenshot_size, batch_size=batch_size, n_groups=n_groups)
 
-    from ptytui.screens.feeds import recording_feed, replay_feed, workspace_feed  # noqa: PLC0415
+    from ptytui.tui.feeds import recording_feed, replay_feed, workspace_feed  # noqa: PLC0415
 
     export_writer = None  # a replay has no workspace to export from
     if replay is not None:
@@ -140,7 +208,8 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     if record is not None:
         feed = recording_feed(feed, record)
 
-    from ptytui.app import WorkbenchApp, run_workbench, save_screens  # noqa: PLC0415
+    from ptytui.tui.app import WorkbenchApp, run_workbench  # noqa: PLC0415 - Textual only for the TUI
+    from ptytui.tui.screenshots import save_screens  # noqa: PLC0415 - Textual only for the TUI
 
     first_frame = os.environ.get(FIRST_FRAME_ENV)
     app = WorkbenchApp(feed, workspace_label=label, session_dir=session_dir, theme=theme,
@@ -172,7 +241,7 @@ class DeferredExportWriter:
 
     def writer(self):
         if self._writer is None:
-            from ptytui.engine.export import WorkspaceExportWriter  # noqa: PLC0415
+            from ptytui.outcome.export import WorkspaceExportWriter  # noqa: PLC0415
 
             self._writer = WorkspaceExportWriter(self.workspace_path, **self.options)
         return self._writer
@@ -182,6 +251,18 @@ class DeferredExportWriter:
 
     def __call__(self, state=None) -> list[str]:
         return self.writer()(state)
+
+
+def check_options(*, theme: str | None, screenshot_size: str, batch_size: int, n_groups: int | None) -> tuple[int, int]:
+    """Refuse bad workbench options (UsageError, one line); return the screenshot size (columns, rows)."""
+    size = _parse_size(screenshot_size)
+    if theme is not None:
+        _check_theme(theme)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
+    if n_groups is not None and n_groups < 1:
+        raise UsageError(f"--n-groups: expected a positive integer, found {n_groups}")
+    return size
 
 
 def _check_theme(theme: str) -> None:

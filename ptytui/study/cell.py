@@ -7,26 +7,14 @@ No Dask here: the same function runs in a plain loop, in a test, or as a Dask ta
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ptytui.errors import Cancelled, PtytuiError
-
-SEVERITY_RANK = {"error": 0, "warning": 1, "info": 2}
-
-# Causes before symptoms: the incident's Baseline raises positions-off-canvas (the cause) and
-# output-all-zero / activation-collapse (what it does); the matrix names the cause.
-CAUSE_ORDER = (
-    "positions-off-canvas", "axes-swapped", "intensity-as-amplitude", "scale-mismatch",
-    "weights-nonfinite", "weights-all-zero", "nonfinite", "dead-units", "activation-collapse",
-    "batch-coupling", "underflow", "model-kind", "output-all-zero", "output-sparse",
-    "output-constant", "metric-degenerate", "counterfactual-recovers", "positions-drift",
-    "input-drift",
-)
+from ptytui.core.findings import SEVERITIES, severity_rank
+from ptytui.errors import Cancelled, PtytuiError, one_line
 
 
 def run_cell(workspace: str | Path, *, cell_id: str | None = None, labels: dict | None = None,
@@ -49,8 +37,8 @@ def run_cell(workspace: str | Path, *, cell_id: str | None = None, labels: dict 
         ``exit_code`` its exit code; for "done" ``diagnosis`` (the ``diagnose --json``
         document), ``comparison`` (the ``compare --json`` document) and ``row`` (the matrix row).
     """
-    from ptytui.engine.session import Session  # noqa: PLC0415
-    from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+    from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
+    from ptytui.running.session import Session  # noqa: PLC0415
 
     opts = {"batch_size": 64, "n_groups": None, "seed": 0, "trust": False, "split": None, **(options or {})}
     started = time.perf_counter()
@@ -70,7 +58,7 @@ def run_cell(workspace: str | Path, *, cell_id: str | None = None, labels: dict 
         if any(f.get("severity") == "error" for f in record["comparison"]["findings"]):
             record["exit_code"] = 1
         if export_dir is not None:
-            from ptytui.engine.export import export_workspace  # noqa: PLC0415
+            from ptytui.outcome.export import export_workspace  # noqa: PLC0415
 
             result = export_workspace(session, formats=("md", "csv", "json"), out_dir=export_dir,
                                       comparison=comparison, diagnosis=document, stats=diagnosis.runs,
@@ -81,9 +69,7 @@ def run_cell(workspace: str | Path, *, cell_id: str | None = None, labels: dict 
     except PtytuiError as exc:
         record.update(error=exc.one_line(), exit_code=exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - one broken cell must not sink the study
-        from ptytui.engine.compare import _one_line  # noqa: PLC0415
-
-        record.update(error=f"{type(exc).__name__}: {_one_line(exc)}", exit_code=2)
+        record.update(error=one_line(exc), exit_code=2)
     record["seconds"] = round(time.perf_counter() - started, 3)
     return record
 
@@ -91,22 +77,21 @@ def run_cell(workspace: str | Path, *, cell_id: str | None = None, labels: dict 
 def diagnose_cell(session, *, seed: int = 0, cancel=None):
     """What ``ptytui diagnose WORKSPACE`` does: the diagnosis, saved as diagnosis.json in the
     session folder. Returns (Diagnosis, its document)."""
-    from ptytui.engine.atomic import atomic_write_text  # noqa: PLC0415
-    from ptytui.engine.decisions import DIAGNOSIS_FILE, ensure_session_dir  # noqa: PLC0415
-    from ptytui.engine.diagnose import diagnose_workspace  # noqa: PLC0415
+    from ptytui.diagnosis.diagnose import diagnose_workspace  # noqa: PLC0415 - TF in the worker
+    from ptytui.inputs.decisions import ensure_session_dir, save_diagnosis  # noqa: PLC0415
 
     diagnosis = diagnose_workspace(session.workspace, session=session, seed=seed, cancel=cancel)
     document = diagnosis.to_dict()
     if getattr(session.workspace, "toml_path", None) is not None:
-        folder = ensure_session_dir(session.workspace)
-        atomic_write_text(folder / DIAGNOSIS_FILE, json.dumps(document, indent=1, allow_nan=False))
+        save_diagnosis(document, ensure_session_dir(session.workspace))
     return diagnosis, document
 
 
 def compare_cell(session, *, split: str | None = None, cancel=None):
     """What ``ptytui compare WORKSPACE`` does: the comparison under the session's current
     decision, cached in the session folder."""
-    from ptytui.engine.compare import compare_workspace, save_comparison  # noqa: PLC0415
+    from ptytui.quality.compare import compare_workspace  # noqa: PLC0415 - TF in the worker
+    from ptytui.quality.comparison_store import save_comparison  # noqa: PLC0415
 
     comparison = compare_workspace(session, split=split, decision="current", cancel=cancel)
     save_comparison(comparison, Path(session.workspace.session_dir))
@@ -114,19 +99,21 @@ def compare_cell(session, *, split: str | None = None, cancel=None):
 
 
 def worst_severity(findings: list[dict]) -> str | None:
-    ranked = [f.get("severity") for f in findings if f.get("severity") in SEVERITY_RANK]
-    return min(ranked, key=SEVERITY_RANK.__getitem__) if ranked else None
+    ranked = [f.get("severity") for f in findings if f.get("severity") in SEVERITIES]
+    return min(ranked, key=severity_rank) if ranked else None
 
 
-def root_cause(findings: list[dict]) -> dict | None:
-    """The finding that names the cause: among the findings of the worst severity, the first in
-    ``CAUSE_ORDER`` (causes before symptoms), else the first of them."""
-    worst = worst_severity(findings)
-    if worst is None:
-        return None
-    candidates = [f for f in findings if f.get("severity") == worst]
-    order = {name: i for i, name in enumerate(CAUSE_ORDER)}
-    return min(candidates, key=lambda f: order.get(f.get("id"), len(order)))
+def root_cause(diagnosis: dict) -> dict | None:
+    """The cell's root cause as the diagnosis's verdict names it (the first cause; the verdict's
+    headline when it is unexplained), or None for a healthy cell."""
+    verdict = diagnosis.get("verdict") or {}
+    causes = verdict.get("causes") or []
+    if causes:
+        first = causes[0]
+        return {"id": first.get("id"), "summary": first.get("summary"), "model": first.get("model")}
+    if verdict.get("status") == "unexplained":
+        return {"id": "unexplained", "summary": verdict.get("headline"), "model": None}
+    return None
 
 
 def _merged_findings(diagnosis: dict, comparison: dict) -> list[dict]:
@@ -163,7 +150,7 @@ def matrix_row(diagnosis: dict, comparison: dict, *, workspace_models: list[str]
     """
     findings = _merged_findings(diagnosis, comparison)
     worst = worst_severity(findings)
-    cause = root_cause(findings)
+    cause = root_cause(diagnosis)
     models = [m for m in workspace_models]
     primary = None
     if cause is not None and cause.get("model") in models:
@@ -189,7 +176,7 @@ def matrix_row(diagnosis: dict, comparison: dict, *, workspace_models: list[str]
                 "amplitude_frc50": _metric(rows, mid, "frc50", "amplitude"),
                 "phase_frc50": _metric(rows, mid, "frc50", "phase")}
 
-    counts = {s: sum(f.get("severity") == s for f in findings) for s in SEVERITY_RANK}
+    counts = {s: sum(f.get("severity") == s for f in findings) for s in SEVERITIES}
     return {
         "worst_severity": worst,
         "root_cause": cause.get("id") if cause else None,

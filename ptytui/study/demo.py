@@ -52,9 +52,9 @@ def build_demo_study(out: str | Path | None = None, *, preset: str = "tiny", see
     Parameters
     ----------
     out : a new or empty folder for the study; default the cache's ``studies/<key>`` folder.
-    preset, seed, cache_dir, progress : as for ``ptytui.engine.scenario.build_scenario``.
+    preset, seed, cache_dir, progress : as for ``ptytui.scenario.build_scenario``.
     """
-    from ptytui.engine.scenario import build_scenario, cache_root, scenario_key  # noqa: PLC0415
+    from ptytui.scenario import build_scenario, cache_root, scenario_key  # noqa: PLC0415
 
     cells = demo_cells(tuple(doses))
     keys = [scenario_key(preset, dose=dose, defects=defects or ("none",), seed=seed)

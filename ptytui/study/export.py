@@ -12,8 +12,8 @@ from ptytui.study.matrix import CELLS_FOLDER, STUDY_JSON, StudyResult, safe_name
 def export_saved_study(study, out_dir: str | Path, *, log=None) -> list[Path] | None:
     """Write the study report from the saved results; None when they cannot be reused (no saved
     run, a cell missing or failed, or a cell's workspace changed since)."""
-    from ptytui.engine.session import Session  # noqa: PLC0415
-    from ptytui.engine.workspace import load_workspace  # noqa: PLC0415
+    from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415
+    from ptytui.running.session import Session  # noqa: PLC0415
 
     saved = Path(study.session_dir) / STUDY_JSON
     if not saved.is_file():
@@ -34,7 +34,7 @@ def export_saved_study(study, out_dir: str | Path, *, log=None) -> list[Path] | 
             return None  # inputs changed since the run
         sessions[cell.id] = Session(workspace, trust=study.run.trust, seed=study.run.seed,
                                     n_groups=study.run.n_groups, batch_size=study.run.batch_size)
-    from ptytui.engine.export import export_workspace  # noqa: PLC0415
+    from ptytui.outcome.export import export_workspace  # noqa: PLC0415
 
     out = Path(out_dir)
     written: list[Path] = []

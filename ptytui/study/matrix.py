@@ -170,7 +170,7 @@ class StudyResult:
         return out
 
     def markdown(self, cell_reports: dict[str, str] | None = None) -> str:
-        from ptytui.engine.export import md_escape  # noqa: PLC0415 - numpy-light
+        from ptytui.outcome.export import md_escape  # noqa: PLC0415 - numpy-light
 
         lines = [f"# Study: {md_escape(self.name)}", "",
                  f"Study file: <code>{md_escape(self.path)}</code>. {len(self.cells)} cells; "
@@ -218,9 +218,10 @@ class StudyResult:
     def heatmap(self, path: Path) -> Path:
         """One PNG: cells coloured by worst severity, each with its root cause and amp SSIM. Two
         labels make a grid (first label across, second down); otherwise one column of cells."""
-        from ptytui.engine.export import _pyplot, _save_figure  # noqa: PLC0415
+        from ptytui.outcome.export.figures import pyplot, save_figure  # noqa: PLC0415 - matplotlib on use
 
-        plt = _pyplot()
+
+        plt = pyplot()
         colours = {"error": "#d62728", "warning": "#ffbf00", "info": "#9ecae1", "ok": "#2ca02c",
                    "failed": "#7f7f7f", "pending": "#e0e0e0", "cancelled": "#e0e0e0"}
         rows = self.rows()
@@ -250,11 +251,11 @@ class StudyResult:
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.set_title(f"{self.name}: worst severity and root cause per cell", fontsize=9)
-        return _save_figure(fig, Path(path))
+        return save_figure(fig, Path(path))
 
     def save(self, folder: Path) -> Path:
         """Keep the full result (every record) as study.json in the study's session folder."""
-        from ptytui.engine.atomic import atomic_write_text  # noqa: PLC0415
+        from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
 
         folder.mkdir(parents=True, exist_ok=True)
         document = {"name": self.name, "path": self.path, "cells": self.cells, "label_names": self.label_names,
@@ -276,7 +277,7 @@ class StudyResult:
         """The study report: study_report.md (matrix + links to each cell's report), the matrix as
         CSV, one PNG heatmap, and study.json. Cell reports are written by the cells themselves
         (``cells/<cell>/``)."""
-        from ptytui.engine.atomic import atomic_write_text  # noqa: PLC0415
+        from ptytui.core.atomic import atomic_write_text  # noqa: PLC0415
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

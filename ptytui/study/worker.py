@@ -27,7 +27,7 @@ class TensorFlowPreload(WorkerPlugin):
         self.threads = threads
 
     def setup(self, worker=None):
-        from ptytui.engine.tfload import tf  # noqa: PLC0415
+        from ptytui.core.tfload import tf  # noqa: PLC0415
 
         if self.threads:
             os.environ.setdefault("OMP_NUM_THREADS", str(self.threads))
@@ -38,8 +38,8 @@ class TensorFlowPreload(WorkerPlugin):
                 module.config.threading.set_inter_op_parallelism_threads(min(2, self.threads))
             except RuntimeError:
                 pass  # TensorFlow already initialized in this process: keep its threads
-        import ptytui.engine.compare  # noqa: F401, PLC0415 - the cell's modules, warm
-        import ptytui.engine.diagnose  # noqa: F401, PLC0415
+        import ptytui.diagnosis.diagnose  # noqa: F401, PLC0415
+        import ptytui.quality.compare  # noqa: F401, PLC0415 - the cell's modules, warm
 
 
 def cell_task(workspace: str, cell_id: str, labels: dict, options: dict, cancel_name: str | None,

@@ -41,7 +41,7 @@ def ptycho_importable() -> bool:
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
     """A two-input .keras model and a folder holding two models."""
-    from ptytui.engine.tfload import keras as load_keras
+    from ptytui.core.tfload import keras as load_keras
 
     keras = load_keras()
     root = tmp_path_factory.mktemp("card_models")

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from ptytui.cli import main
-from ptytui.engine.workspace import load_workspace
+from ptytui.inputs.workspace import load_workspace
 from tests.helpers_compare import shared_workspace
 
 

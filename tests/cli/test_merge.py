@@ -13,14 +13,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ptytui.cli import main
-from ptytui.engine.data import group_split, open_split
-from ptytui.engine.events import RunResult
-from ptytui.engine.inference import _Step, feed_inputs, run_inference, run_to_result
-from ptytui.engine.merge import merge_documents
-from ptytui.engine.models import load_model
-from ptytui.engine.session import index_ranges
-from ptytui.engine.stats import TensorStats, stats_from_reduction
-from ptytui.engine.tfload import keras
+from ptytui.core.events import RunResult
+from ptytui.core.stats import TensorStats, stats_from_reduction
+from ptytui.core.tfload import keras
+from ptytui.inputs.grouping import group_split
+from ptytui.inputs.models import load_model
+from ptytui.inputs.npz import open_split
+from ptytui.running.inference import _Step, feed_inputs, run_inference, run_to_result
+from ptytui.running.merge import merge_documents
+from ptytui.running.session import index_ranges
 from tests.helpers_npz import make_arrays, write_npz
 
 N = 8

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ptytui.cli import main
-from ptytui.engine.stats import stats_of_array
-from ptytui.engine.tfload import keras
+from ptytui.core.stats import stats_of_array
+from ptytui.core.tfload import keras
 from tests.helpers_npz import make_arrays, write_npz
 
 N = 8

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ptytui.cli import main
 
 ONE_MODEL_TOML = """
@@ -62,7 +60,7 @@ def test_trace_unknown_preview_layer_is_bad_usage(tiny_workspace, capsys):
 
 
 def test_diagnose_json_exit_code_and_saved_diagnosis(tiny_workspace_copy, capsys):
-    from ptytui.engine.workspace import load_workspace
+    from ptytui.inputs.workspace import load_workspace
 
     (tiny_workspace_copy / "ptytui.toml").write_text(ONE_MODEL_TOML)
     # a metrics comparison cached on these inputs: its flags come back as metric-degenerate

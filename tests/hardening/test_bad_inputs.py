@@ -38,7 +38,7 @@ class Base:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Base:
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     folder = tmp_path_factory.mktemp("bad_inputs")
     arrays = make_arrays(N, nx=4, ny=3)  # 12 patterns of 8 x 8
@@ -184,7 +184,7 @@ def test_missing_npz_is_one_line_exit_2(base, capsys):
 
 
 def test_gridsize_2_with_fewer_patterns_than_a_group(base, capsys):
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     arrays = make_arrays(N, nx=3, ny=1)
     path = write_npz(base.folder / "three.npz", arrays)
@@ -328,7 +328,7 @@ def test_malformed_model_card_is_one_line_exit_2(base, capsys, case):
 
 
 def test_model_that_does_not_fit_the_data(base, capsys):
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     k = keras()
     inp = k.Input((N + 2, N + 2, 1), name="input")
@@ -344,7 +344,7 @@ def test_model_that_does_not_fit_the_data(base, capsys):
 def _stats_document(base: Base) -> dict:
     record = {"count": 4, "finite_count": 4, "mean": 1.0, "std": 0.0, "m2": 0.0, "min": 1.0, "max": 1.0,
               "nonzero_fraction": 1.0, "zero_count": 0, "nan_count": 0, "inf_count": 0}
-    from ptytui.engine.stats import HIST_EDGES, N_BINS
+    from ptytui.core.stats import HIST_EDGES, N_BINS
 
     counts = [0] * N_BINS
     counts[N_BINS // 2 + 1 + 24] = 4  # the bin of 1.0

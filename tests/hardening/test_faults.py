@@ -19,8 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ptytui.engine.data import group_split, open_split
-from ptytui.engine.events import (
+from ptytui.core.events import (
     BatchDone,
     BatchSizeReduced,
     FirstPatch,
@@ -29,9 +28,11 @@ from ptytui.engine.events import (
     RunFinished,
     RunStarted,
 )
-from ptytui.engine.inference import run_inference
-from ptytui.engine.models import LoadedModel, load_model, read_card
-from ptytui.engine.tfload import keras, tf
+from ptytui.core.tfload import keras, tf
+from ptytui.inputs.grouping import group_split
+from ptytui.inputs.models import LoadedModel, load_model, read_card
+from ptytui.inputs.npz import open_split
+from ptytui.running.inference import run_inference
 from tests.helpers_npz import make_arrays, write_npz
 
 N = 8
@@ -122,8 +123,8 @@ def test_any_other_exception_mid_run_is_one_failed_line(files, error):
 
 def test_a_failing_model_through_the_cli_is_one_line_exit_2(files, capsys):
     """``ptytui stats`` turns a RunFailed into one stderr line (exit 2)."""
-    from ptytui.engine.session import Session
-    from ptytui.engine.workspace import workspace_from_flags
+    from ptytui.inputs.workspace import workspace_from_flags
+    from ptytui.running.session import Session
 
     session = Session(workspace_from_flags([str(files["model"])], [str(files["data"])]), batch_size=2)
     name = next(iter(session.workspace.models))
@@ -161,8 +162,8 @@ def test_cancellation_at_any_batch_ends_the_run_cleanly(files, cancel_after, bat
 @pytest.fixture(scope="module")
 def session(files):
     """Two models x two splits, opened once (models and splits cached across examples)."""
-    from ptytui.engine.session import Session
-    from ptytui.engine.workspace import workspace_from_flags
+    from ptytui.inputs.workspace import workspace_from_flags
+    from ptytui.running.session import Session
 
     workspace = workspace_from_flags([str(files["model"]), str(files["model"])],
                                      [f"a={files['data']}", f"b={files['data']}"])
@@ -200,7 +201,7 @@ def test_cancellation_across_a_session_never_leaves_a_run_half(session, cancel_a
 
 LOG_WRITER = r"""
 import sys
-from ptytui.engine.decisions import append_decision
+from ptytui.inputs.decisions import append_decision
 folder, start = sys.argv[1], int(sys.argv[2])
 print("ready", flush=True)
 i = start
@@ -214,7 +215,7 @@ while True:
 
 ATOMIC_WRITER = r"""
 import hashlib, sys
-from ptytui.engine.atomic import atomic_write_text
+from ptytui.core.atomic import atomic_write_text
 target = sys.argv[1]
 print("ready", flush=True)
 i = 1
@@ -241,7 +242,7 @@ def _run_and_kill(script: str, args: list[str], delay: float) -> list[int]:
 
 
 def test_sigkill_while_appending_to_the_decision_log(tmp_path):
-    from ptytui.engine.decisions import DECISIONS_FILE, read_decision_log
+    from ptytui.inputs.decisions import DECISIONS_FILE, read_decision_log
 
     rng = random.Random(1)
     log = tmp_path / DECISIONS_FILE
@@ -274,7 +275,7 @@ def test_sigkill_while_appending_to_the_decision_log(tmp_path):
 
 
 def test_sigkill_while_writing_a_file_atomically(tmp_path):
-    from ptytui.engine.atomic import atomic_write_text
+    from ptytui.core.atomic import atomic_write_text
 
     rng = random.Random(2)
     target = tmp_path / "report.md"
@@ -301,7 +302,7 @@ def test_atomic_writes_give_new_files_the_umask_mode_and_keep_an_existing_files_
     import os
     import stat
 
-    from ptytui.engine.atomic import atomic_path, atomic_write_text
+    from ptytui.core.atomic import atomic_path, atomic_write_text
 
     umask = os.umask(0o027)
     try:

@@ -39,7 +39,7 @@ class TouchOnLoad:
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     k = keras()
     inp = k.Input((N, N, 1), name="input")
@@ -106,7 +106,7 @@ def test_bundle_pickles_are_not_run_without_trust(tmp_path, model_path, capsys):
 
 def test_lambda_layer_is_not_deserialized_without_trust(tmp_path, capsys):
     """A Lambda layer's code runs when Keras rebuilds the model; safe mode must refuse it."""
-    from ptytui.engine.tfload import keras
+    from ptytui.core.tfload import keras
 
     k = keras()
     marker = tmp_path / "lambda_ran"

@@ -90,8 +90,8 @@ def test_the_matrix_shows_the_pattern_and_the_exception(study_run):
 
 def test_each_cell_gives_exactly_what_it_gives_alone(study_run, demo_study_build, tmp_path):
     """diagnose + compare of each cell in this process, on a fresh copy, as the commands do."""
-    from ptytui.engine.session import Session
-    from ptytui.engine.workspace import load_workspace
+    from ptytui.inputs.workspace import load_workspace
+    from ptytui.running.session import Session
     from ptytui.study.cell import compare_cell, diagnose_cell
 
     root, result, _ = study_run

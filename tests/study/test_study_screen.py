@@ -26,7 +26,7 @@ def _result(with_records: bool = True):
 
 @pytest.mark.parametrize("size", SIZES)
 def test_study_screen(snap_compare, size):
-    from ptytui.screens.study import StudyApp
+    from ptytui.tui.screens.study import StudyApp
 
     result, _ = _result()
     app = StudyApp(result, theme="textual-dark")
@@ -36,7 +36,7 @@ def test_study_screen(snap_compare, size):
 @pytest.mark.parametrize("size", SIZES)
 def test_study_screen_half_done_on_the_broken_cell(snap_compare, size):
     """Three cells in, the rest pending; the cursor on the broken cell shows its one-line error."""
-    from ptytui.screens.study import StudyApp
+    from ptytui.tui.screens.study import StudyApp
 
     result, records = _result(with_records=False)
     for record in records[:3] + records[-1:]:
@@ -46,7 +46,7 @@ def test_study_screen_half_done_on_the_broken_cell(snap_compare, size):
 
 
 def test_records_update_the_matrix_live_and_enter_opens_a_cell():
-    from ptytui.screens.study import StudyApp
+    from ptytui.tui.screens.study import StudyApp
 
     result, records = _result(with_records=False)
 

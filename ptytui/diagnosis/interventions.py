@@ -1,0 +1,259 @@
+"""Counterfactual re-runs: the same batch fed differently (positions zeroed, relative, centred,
+x/y swapped; intensity scale applied or removed), each output's statistics before and after.
+
+The question each answers: "would the output come back if the input were fed this way?" A
+zero-positions run that restores a dead Baseline is the incident's fix in one batch.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ptytui.core.stats import TensorStats
+from ptytui.core.tfload import tf as _tf
+from ptytui.inputs.models import input_roles
+from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs
+from ptytui.running.trace import records_of
+
+RECOVERED_NONZERO_MIN = 0.5  # an intervention "recovers" an output when it brings it above this
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """One way of re-feeding a batch. ``name`` is what ``apply-fix`` records."""
+
+    name: str
+    description: str
+    positions: str | None = None  # feeding override for the position input
+    intensity_scale: str | float | None = None  # feeding override for the diffraction input
+    needs_positions: bool = False
+    needs_scale: bool = False
+
+
+# Names follow ptytui.inputs.decisions.FEEDING_INTERVENTIONS where the fix is a feeding change.
+INTERVENTIONS: dict[str, Intervention] = {
+    "zero-positions": Intervention("zero-positions", "positions input set to zero",
+                                   positions="zero", needs_positions=True),
+    "relative-positions": Intervention("relative-positions",
+                                       "relative offsets -(position - group mean)",
+                                       positions="relative", needs_positions=True),
+    "centred-positions": Intervention("centred-positions",
+                                      "absolute positions minus their split mean, per axis",
+                                      needs_positions=True),
+    "swap-xy": Intervention("swap-xy", "x and y of the fed positions exchanged",
+                            needs_positions=True),
+    "apply-intensity-scale": Intervention("apply-intensity-scale",
+                                          "diffraction times the model's intensity scale",
+                                          intensity_scale="apply", needs_scale=True),
+    "no-intensity-scale": Intervention("no-intensity-scale", "diffraction fed as stored",
+                                       intensity_scale="none", needs_scale=True),
+}
+
+
+def primary_output_stats(outputs: dict[str, TensorStats]) -> TensorStats | None:
+    """The first amplitude-like output record (phase records skipped), as the stats gate reads."""
+    for name, record in outputs.items():
+        if not name.endswith(".phase") and record.count:
+            return record
+    return None
+
+
+@dataclass
+class InterventionResult:
+    name: str
+    description: str
+    outputs: dict[str, TensorStats]
+    positions: str | None
+    intensity_scale: str | float | None
+
+    @property
+    def nonzero_fraction(self) -> float:
+        record = primary_output_stats(self.outputs)
+        return record.nonzero_fraction if record is not None else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        nz = self.nonzero_fraction
+        return {"intervention": self.name, "description": self.description,
+                "positions": self.positions, "intensity_scale": self.intensity_scale,
+                "nonzero_fraction": nz if math.isfinite(nz) else None,
+                "outputs": {k: v.to_dict() for k, v in self.outputs.items()}}
+
+
+@dataclass
+class InterventionReport:
+    """All interventions of one model on one batch of one split, against the batch as fed."""
+
+    model: str
+    split: str
+    n_samples: int
+    as_fed: InterventionResult
+    results: list[InterventionResult] = field(default_factory=list)
+
+    def result(self, name: str) -> InterventionResult:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(name)
+
+    def recoveries(self, threshold: float = RECOVERED_NONZERO_MIN) -> list[InterventionResult]:
+        """Interventions that lift an output below ``threshold`` nonzero to above it, best first."""
+        before = self.as_fed.nonzero_fraction
+        if not (math.isfinite(before) and before < threshold):
+            return []
+        good = [r for r in self.results if math.isfinite(r.nonzero_fraction)
+                and r.nonzero_fraction > threshold]
+        order = [name for name in INTERVENTIONS]
+        return sorted(good, key=lambda r: (-r.nonzero_fraction, order.index(r.name)
+                                           if r.name in order else 99))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "split": self.split, "n_samples": self.n_samples,
+                "as_fed": self.as_fed.to_dict(),
+                "results": [r.to_dict() for r in self.results],
+                "nonzero_before": _num(self.as_fed.nonzero_fraction),
+                "nonzero_after": {r.name: _num(r.nonzero_fraction) for r in self.results}}
+
+
+def _num(value: float) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+# ---- running the model --------------------------------------------------------------------
+
+def output_names(loaded_model, n: int) -> list[str]:
+    """Output record names, as the inference runner names them (card output names)."""
+    names = [o["name"] for o in getattr(loaded_model.card, "outputs", []) or []][:n]
+    while len(names) < n:
+        names.append(f"output_{len(names)}")
+    return names
+
+
+_FORWARD: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+
+def _forward(loaded_model, fed: dict[str, np.ndarray]) -> list:
+    """One forward pass through a compiled function with a free batch dimension, cached per
+    model: the re-runs and the batch-1 comparison (17 calls) then cost one graph build."""
+
+    tf = _tf()
+    model = loaded_model.model
+    names = list(fed)
+    arrays = [np.asarray(fed[n]) for n in names]
+    key = tuple((n, a.shape[1:], a.dtype.str) for n, a in zip(names, arrays))
+    cache = _FORWARD.setdefault(model, {})
+    if key not in cache:
+        signature = [tf.TensorSpec((None,) + a.shape[1:], tf.as_dtype(a.dtype)) for a in arrays]
+
+        def forward(*tensors):
+            inputs = dict(zip(names, tensors))
+            return flat_outputs(model(call_inputs(inputs), training=False))
+
+        cache[key] = tf.function(forward, input_signature=signature, autograph=False)
+    return list(cache[key](*arrays))
+
+
+def output_stats(loaded_model, fed: dict[str, np.ndarray]) -> dict[str, TensorStats]:
+    """Run the model on fed inputs; output records reduced on the device."""
+
+    outputs = _forward(loaded_model, fed)
+    records: dict[str, TensorStats] = {}
+    for name, tensor in zip(output_names(loaded_model, len(outputs)), outputs):
+        records.update(records_of(name, tensor))
+    return records
+
+
+def model_outputs(loaded_model, fed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run the model on fed inputs and bring the (small) outputs back as numpy arrays."""
+    return [np.asarray(t) for t in _forward(loaded_model, fed)]
+
+
+# ---- feeding variants ---------------------------------------------------------------------
+
+
+def _split_mean_position(split, grouping) -> np.ndarray:
+    """Mean scan position [x, y] over the grouping's patterns (object pixels)."""
+    members = np.unique(np.asarray(grouping.indices).reshape(-1))
+    return np.array([split.xcoords[members].mean(), split.ycoords[members].mean()])
+
+
+def feed_variant(loaded_model, batch, intervention: Intervention, *, positions: str,
+                 intensity_scale, split_mean: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The batch's inputs fed as ``intervention`` says (the rest as configured)."""
+
+    mode = intervention.positions or positions
+    if intervention.name == "centred-positions":
+        mode = "absolute"
+    scale = intervention.intensity_scale if intervention.intensity_scale is not None else intensity_scale
+    fed = feed_inputs(loaded_model, batch, positions=mode, intensity_scale=scale)
+    pos_name = input_roles(loaded_model).get("positions")
+    if pos_name and pos_name in fed:
+        offsets = np.array(fed[pos_name], dtype=np.float32, copy=True)  # (B, 1, 2, C)
+        if intervention.name == "centred-positions" and split_mean is not None:
+            offsets[:, :, 0, :] -= np.float32(split_mean[0])
+            offsets[:, :, 1, :] -= np.float32(split_mean[1])
+        elif intervention.name == "swap-xy":
+            offsets = offsets[:, :, ::-1, :].copy()
+        fed[pos_name] = offsets
+    return fed
+
+
+def applicable(loaded_model, names: Sequence[str] | None = None) -> list[Intervention]:
+    """Interventions that make sense for this model (positions only if it takes them, scale only
+    if it carries an intensity scale other than 1)."""
+
+    has_positions = bool(input_roles(loaded_model).get("positions"))
+    scale = getattr(loaded_model, "intensity_scale", None)
+    has_scale = bool(scale) and not math.isclose(float(scale), 1.0)
+    chosen = [INTERVENTIONS[n] for n in (names or INTERVENTIONS)]
+    return [iv for iv in chosen if (has_positions or not iv.needs_positions)
+            and (has_scale or not iv.needs_scale)]
+
+
+def run_interventions(loaded_model, split, grouping, *, model: str, positions: str | None,
+                      intensity_scale, group_ids: np.ndarray | None = None, n_samples: int = 32,
+                      names: Sequence[str] | None = None,
+                      on_result: Callable[[InterventionResult, InterventionResult], None] | None = None
+                      ) -> InterventionReport:
+    """Re-run one batch of ``split`` under each applicable intervention.
+
+    Parameters
+    ----------
+    loaded_model : models.LoadedModel
+    split, grouping : the opened split and its grouping for this model's gridsize.
+    model : str
+        The model's name (labels only).
+    positions, intensity_scale :
+        How the workspace feeds the model (the "as fed" reference run).
+    group_ids : array, optional
+        The groups of the batch; default the first ``n_samples`` groups of the grouping.
+    names : list of str, optional
+        Interventions to run (default: every applicable one of ``INTERVENTIONS``).
+    on_result : callable(as_fed, result), optional
+        Called after each intervention (for live progress).
+    """
+    positions = positions or "relative"
+    ids = np.arange(min(n_samples, len(grouping))) if group_ids is None else np.asarray(group_ids)
+    batch = grouping.batch(split, ids, ground_truth=False)
+
+    base_fed = feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
+    as_fed = InterventionResult("as-fed", f"as the workspace feeds it (positions {positions}, "
+                                f"intensity scale {intensity_scale})", output_stats(loaded_model, base_fed),
+                                positions, intensity_scale)
+    report = InterventionReport(model=model, split=split.name, n_samples=len(ids), as_fed=as_fed)
+    split_mean = _split_mean_position(split, grouping)
+    for intervention in applicable(loaded_model, names):
+        fed = feed_variant(loaded_model, batch, intervention, positions=positions,
+                           intensity_scale=intensity_scale, split_mean=split_mean)
+        result = InterventionResult(
+            intervention.name, intervention.description, output_stats(loaded_model, fed),
+            intervention.positions or ("absolute" if intervention.name == "centred-positions" else positions),
+            intervention.intensity_scale if intervention.intensity_scale is not None else intensity_scale)
+        report.results.append(result)
+        if on_result is not None:
+            on_result(as_fed, result)
+    return report

@@ -1,1 +1,0 @@
-"""The engine: pure Python, numpy and (lazily) TensorFlow. Never imports Textual or Rich."""
