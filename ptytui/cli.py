@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "ptytui.commands.trace",
     "ptytui.commands.diagnose",
     "ptytui.commands.compare",
+    "ptytui.commands.study",
     "ptytui.commands.decide",
     "ptytui.commands.retrain",
     "ptytui.commands.export",

@@ -5,6 +5,7 @@ Stage progress goes to stderr, the workspace path to stdout. No TensorFlow or Te
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -104,10 +105,18 @@ def register(app: typer.Typer) -> None:
         defect: Optional[list[str]] = typer.Option(None, "--defect", help=DEFECT_HELP),
         rebuild: bool = typer.Option(False, "--rebuild", help="Ignore the cache: simulate and train again."),
         seed: int = typer.Option(0, "--seed", help="Seed of the scan, the noise and the training."),
+        study: bool = typer.Option(False, "--study", help="Build the built-in study instead: doses 1e3, 1e4, "
+                                   "1e5 x Baseline gs1 / PINN gs2 (absolute positions in every Baseline, a dead "
+                                   "layer in the 1e4 PINN), then open it (--headless: run 'ptytui study')."),
     ) -> None:
         from ptytui.scenario import get_preset, parse_defects  # noqa: PLC0415
 
         get_preset(preset)  # usage errors before any work
+        if study:
+            code = run_demo_study(preset=preset, out=out, seed=seed, headless=headless)
+            if code:
+                raise typer.Exit(code)
+            return
         parse_defects(defect or None)
         workspace = build_demo_workspace(preset, dose=dose, defects=defect, out=out, rebuild=rebuild, seed=seed)
         if wants_headless(headless):
@@ -118,3 +127,27 @@ def register(app: typer.Typer) -> None:
             code = launch(workspace)
         if code:
             raise typer.Exit(code)
+
+
+def run_demo_study(*, preset: str = "tiny", out: Path | None = None, seed: int = 0,
+                   headless: bool = False) -> int:
+    """Build the demo study; headless (or off a terminal) print its matrix through
+    ``ptytui study``, else open the Study screen. Returns the exit code."""
+    from ptytui.study.demo import build_demo_study  # noqa: PLC0415
+
+    if preset != "tiny":
+        typer.echo(f"ptytui: demo --study uses the tiny preset (6 cells), not {preset!r}", err=True)
+    with _StageProgress() as progress:
+        folder = build_demo_study(out, preset="tiny", seed=seed, progress=progress)
+    if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        typer.echo("ptytui: not a terminal: running the study headless instead of opening the "
+                   "workbench (use --headless to say so)", err=True)
+        headless = True
+    typer.echo(f"study: {folder}")
+    if headless:
+        from ptytui.commands.study import run  # noqa: PLC0415
+
+        return run(folder)
+    from ptytui.commands.workbench import launch_study  # noqa: PLC0415
+
+    return launch_study(folder)

@@ -32,6 +32,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.console import Console  # noqa: PLC0415
 
+        from ptytui.study.spec import find_study_toml  # noqa: PLC0415
+
+        if find_study_toml(workspace) is not None:  # a study: its matrix report and each cell's
+            from ptytui.commands.study import export_study  # noqa: PLC0415
+
+            export_study(workspace, out, json_out=json_out)
+            return
+
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
         from ptytui.outcome.export import export_workspace, parse_formats  # noqa: PLC0415
 

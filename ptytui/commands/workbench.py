@@ -9,7 +9,9 @@ the same exit code, and never loads Textual.
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -130,7 +132,7 @@ def register(app: typer.Typer) -> None:
                                      f"diagnosis runs the engine on the workspace; --screenshots DIR "
                                      f"renders a replay without one)")
             code = print_diagnosis(ctx, workspace, trust=trust, batch_size=batch_size, n_groups=n_groups,
-                                   seed=seed, asked=headless)
+                                   seed=seed, asked=headless, command=_headless_command(workspace))
         else:
             code = launch(workspace, theme=theme, replay=replay, record=record, screenshots=screenshots,
                           screenshot_size=screenshot_size, trust=trust, batch_size=batch_size,
@@ -139,26 +141,38 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(code)
 
 
+def _headless_command(workspace: str | None) -> str:
+    """`study` for a study (its matrix is the headless Study screen), else `diagnose`."""
+    from ptytui.study.spec import find_study_toml  # noqa: PLC0415 - no TF, no Textual
+
+    return "study" if workspace and find_study_toml(workspace) is not None else "diagnose"
+
+
 def print_diagnosis(ctx: typer.Context, workspace: str | None, *, trust: bool = False, batch_size: int = 64,
-                    n_groups: int | None = None, seed: int = 0, asked: bool = True) -> int:
-    """The headless workbench: run `ptytui diagnose` on the workspace (default: here) and return its
-    exit code (1 on an error finding, 0 otherwise; bad input raises, which the CLI maps to 2).
+                    n_groups: int | None = None, seed: int = 0, asked: bool = True,
+                    command: str = "diagnose") -> int:
+    """The headless workbench: run `ptytui diagnose` on the workspace (default: here), or `ptytui
+    study` on a study, and return its exit code (1 on an error finding, 0 otherwise; bad input
+    raises, which the CLI maps to 2).
 
     The sibling command is run through the group, so the text, the saved diagnosis.json and the
-    exit code are the diagnose command's own. ``asked``: --headless was given; otherwise stderr
-    says that there was no terminal, once the workspace is known to be good (bad input stays the
-    one line on stderr).
+    exit code are the command's own. ``asked``: --headless was given; otherwise stderr says that
+    there was no terminal, once the workspace is known to be good (bad input stays the one line
+    on stderr).
     """
-    resolve_workspace(Path(workspace) if workspace is not None else Path.cwd())
-    say_why_headless(asked)
     args = [] if workspace is None else [str(workspace)]
-    args += ["--batch-size", str(batch_size), "--seed", str(seed)]
-    if n_groups is not None:
-        args += ["--n-groups", str(n_groups)]
-    if trust:
-        args.append("--trust")
-    diagnose = ctx.command.get_command(ctx, "diagnose")
-    result = diagnose.main(args, prog_name=f"{ctx.command_path} diagnose", standalone_mode=False)
+    if command == "study":
+        say_why_headless(asked)
+    else:
+        resolve_workspace(Path(workspace) if workspace is not None else Path.cwd())
+        say_why_headless(asked)
+        args += ["--batch-size", str(batch_size), "--seed", str(seed)]
+        if n_groups is not None:
+            args += ["--n-groups", str(n_groups)]
+        if trust:
+            args.append("--trust")
+    sibling = ctx.command.get_command(ctx, command)
+    result = sibling.main(args, prog_name=f"{ctx.command_path} {command}", standalone_mode=False)
     return int(result or 0)
 
 
@@ -172,6 +186,11 @@ def launch(workspace: str | Path | None = None, *, theme: str | None = None, rep
     SVG files in that folder, headless, once the run is over, instead of opening the terminal UI.
     """
     workspace_arg = str(workspace) if workspace is not None else None
+    if workspace_arg and replay is None:
+        from ptytui.study.spec import find_study_toml  # noqa: PLC0415 - no TF, no Textual
+
+        if find_study_toml(workspace_arg) is not None:  # a study: the Study screen
+            return launch_study(workspace_arg, theme=theme)
     size = check_options(theme=theme, screenshot_size=screenshot_size, batch_size=batch_size, n_groups=n_groups)
 
     from ptytui.tui.feeds import recording_feed, replay_feed, workspace_feed  # noqa: PLC0415
@@ -252,3 +271,95 @@ def _check_theme(theme: str) -> None:
 
     if theme not in BUILTIN_THEMES:
         raise UsageError(f"--theme: expected one of {', '.join(sorted(BUILTIN_THEMES))}, found {theme!r}")
+
+
+# ---- `ptytui STUDY`: the Study screen over a live run -------------------------------------------
+# The study runs on Dask in a background thread for the whole session; enter on a cell leaves the
+# Study screen for that cell's workbench, and quitting the workbench (q) comes back to the matrix.
+
+_DONE = object()
+
+
+class LiveStudy:
+    """The study run in a thread; records queue up until the Study screen takes them."""
+
+    def __init__(self, study, **options) -> None:
+        self.study = study
+        self.options = options
+        self.records: queue.Queue = queue.Queue()
+        self.error: str | None = None
+        self.cancel = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="ptytui-study", daemon=True)
+
+    def start(self) -> "LiveStudy":
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        from ptytui.errors import Cancelled, PtytuiError  # noqa: PLC0415
+        from ptytui.study.cluster import run_study  # noqa: PLC0415
+
+        def on_record(record):
+            self.records.put(record)
+            if self.cancel.is_set():
+                raise KeyboardInterrupt  # run_study cancels the remaining cells
+
+        try:
+            run_study(self.study, on_record=on_record, **self.options)
+        except Cancelled:
+            pass
+        except PtytuiError as exc:
+            self.error = exc.one_line()
+        except Exception as exc:  # noqa: BLE001 - shown on the Study screen
+            self.error = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        finally:
+            self.records.put(_DONE)
+
+    def feed(self):
+        """Records as they arrive, until the run ends (for one Study screen at a time)."""
+        while True:
+            item = self.records.get()
+            if item is _DONE:
+                self.records.put(_DONE)  # the next screen sees the end too
+                if self.error:
+                    raise RuntimeError(self.error)
+                return
+            yield item
+
+
+def launch_study(path: str | Path, *, theme: str | None = None, scheduler: str | None = None,
+                 workers: int | None = None) -> int:
+    """Open the Study screen on a study file or folder; return the study's exit code."""
+    from ptytui.study.cluster import require_dask  # noqa: PLC0415
+    from ptytui.study.matrix import StudyResult  # noqa: PLC0415
+    from ptytui.study.spec import load_study  # noqa: PLC0415
+    from ptytui.tui.screens.study import StudyApp  # noqa: PLC0415
+
+    study = load_study(path)
+    require_dask()
+    live = LiveStudy(study, scheduler=scheduler, workers=workers).start()
+    result = StudyResult.for_study(study)
+    selected = None
+    while True:
+        app = StudyApp(result, feed=live.feed(), theme=theme, selected=selected, on_quit=live.cancel.set)
+        cell_id = app.run()
+        if cell_id is None:
+            break
+        selected = cell_id
+        _open_cell(study, cell_id, theme=theme)
+    live.cancel.set()
+    return result.exit_code if result.complete else 3
+
+
+def _open_cell(study, cell_id: str, *, theme: str | None) -> None:
+    """The cell's workbench (its own screens); q returns here instead of leaving the process."""
+    from ptytui.tui.app import WorkbenchApp  # noqa: PLC0415
+    from ptytui.tui.feeds import workspace_feed  # noqa: PLC0415
+
+    cell = next(c for c in study.cells if c.id == cell_id)
+    label, path, session_dir = resolve_workspace(cell.path)
+    opts = {"trust": study.run.trust, "seed": study.run.seed, "batch_size": study.run.batch_size}
+    feed = workspace_feed(path, n_groups=study.run.n_groups, **opts)
+    app = WorkbenchApp(feed, workspace_label=f"{label} ({cell_id})", session_dir=session_dir, theme=theme,
+                       export_writer=DeferredExportWriter(path, **opts))
+    app.run()

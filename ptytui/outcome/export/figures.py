@@ -16,7 +16,7 @@ from ptytui.running.trace import trace_model
 TRACE_GROUPS = 8
 
 
-def _pyplot():
+def pyplot():
     """matplotlib's pyplot on the Agg backend (no display), imported on first use: only an
     export with figures pays for matplotlib."""
     import matplotlib  # noqa: PLC0415 - see the docstring
@@ -27,8 +27,8 @@ def _pyplot():
     return plt
 
 
-def _save_figure(fig, path: Path) -> Path:
-    plt = _pyplot()
+def save_figure(fig, path: Path) -> Path:
+    plt = pyplot()
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -54,7 +54,7 @@ def figure_reconstructions(session, comparison, path: Path) -> Path | None:
     entries = [e for e in comparison.entries if e.canvas is not None]
     if not entries:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     truth = {}
     fig, axes = plt.subplots(len(entries), 4, figsize=(12, 3 * len(entries)), squeeze=False)
     for row, entry in enumerate(entries):
@@ -77,7 +77,7 @@ def figure_reconstructions(session, comparison, path: Path) -> Path | None:
                 shown = ax.imshow(image, cmap="gray" if col % 2 == 0 else "twilight")
                 ax.set_title(f"{title} ({entry.split})", fontsize=8)
                 fig.colorbar(shown, ax=ax, fraction=0.046)
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def figure_layers(session, path: Path, *, groups: int = TRACE_GROUPS) -> Path | None:
@@ -103,7 +103,7 @@ def figure_layers(session, path: Path, *, groups: int = TRACE_GROUPS) -> Path | 
             traces.setdefault(name, []).append(trace)
     if not traces:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(len(traces), 1, figsize=(11, 3.2 * len(traces)), squeeze=False)
     for row, (name, model_traces) in enumerate(traces.items()):
         ax = axes[row][0]
@@ -122,14 +122,14 @@ def figure_layers(session, path: Path, *, groups: int = TRACE_GROUPS) -> Path | 
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
 
 
 def figure_positions(session, path: Path) -> Path | None:
     """Scan positions per split on the object, and for each position-taking model the offsets as
     fed per split against its canvas: the box |dx|, |dy| < N keeps part of each patch visible."""
     workspace = session.workspace
-    plt = _pyplot()
+    plt = pyplot()
     panels = [None]
     cards = {}
     for name in workspace.models:
@@ -188,4 +188,4 @@ def figure_positions(session, path: Path) -> Path | None:
         ax.set_ylabel("dy (px)")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    return _save_figure(fig, path)
+    return save_figure(fig, path)
