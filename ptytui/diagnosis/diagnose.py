@@ -51,14 +51,21 @@ import numpy as np
 
 from ptytui.core.events import EngineEvent, RunCancelled, RunFailed, RunFinished, RunResult
 from ptytui.core.jsonable import finite_or_none, json_ready
+from ptytui.diagnosis.batch_coupling import coupling_report
 from ptytui.diagnosis.drift import SplitDrift, split_drift
-from ptytui.diagnosis.geometry import AxesCheck, SplitGeometry, axes_check, coverage_check, split_geometry
+from ptytui.diagnosis.geometry import (
+    PREDICTION_TOLERANCE,
+    AxesCheck,
+    SplitGeometry,
+    axes_check,
+    coverage_check,
+    split_geometry,
+)
 from ptytui.diagnosis.hypotheses import (
     DEAD_CHANNELS_MIN,
     REASSEMBLY_TYPES,
     BatchCouplingCheck,
     Hypothesis,
-    batch_coupling_check,
     check_all,
     dead_layers,
     kernel_problems,
@@ -317,7 +324,7 @@ def _pct(x: float | None) -> str:
 
 
 def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed: int = 0,
-                    trust: bool = False, batch_size: int = 64, session=None,
+                    trust: bool = False, batch_size: int | None = None, session=None,
                     trace_samples: int = TRACE_SAMPLES,
                     intervention_samples: int = INTERVENTION_SAMPLES,
                     batch_check_samples: int = BATCH_CHECK_SAMPLES) -> Iterator[EngineEvent]:
@@ -518,7 +525,8 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
             yield from _trace_findings(trace, raised, label, baseline,
                                        report_weights=len(model_traces) == 1)
 
-            geometry = split_geometry(card, split, grouping, model=model_name, positions=plan.positions)
+            geometry = split_geometry(card, split, grouping, model=model_name, positions=plan.positions,
+                                      batch_size=result.batch_size)
             if geometry is not None:
                 diagnosis.geometry.append(geometry)
                 model_geometry.append(geometry)
@@ -540,12 +548,13 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
                 yield CounterfactualDone(model_name, plan.split, intervention=r.name,
                                          nonzero_before=finite_or_none(report.as_fed.nonzero_fraction),
                                          nonzero_after=finite_or_none(r.nonzero_fraction))
-            if batch_check is None:
-                check_cancel()
-                batch_check = batch_coupling_check(loaded, split, grouping, model=model_name,
-                                                   positions=plan.positions,
-                                                   intensity_scale=plan.intensity_scale,
-                                                   batch_size=batch_check_samples)
+            check_cancel()
+            coupling = coupling_report(session, plan, card=card)  # at the batch sizes that matter
+            for found in coupling.findings:
+                yield raised(Finding(found["id"], found["severity"], model_name, found["split"], None,
+                                     found["summary"], found["evidence"], [], label=label))
+            if batch_check is None and coupling.check() is not None:
+                batch_check = coupling.check()
                 diagnosis.batch_checks.append(batch_check)
 
         # -- across splits --
@@ -566,7 +575,8 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
                     [action("apply-fix", best.name)] + (
                         [action("retrain-baseline"), action("skip-baseline")] if baseline else []),
                     label=label))
-        off = [g for g in model_geometry if g.off_canvas]
+        # a mechanism is named only where its prediction matches the observation
+        off = [g for g in model_geometry if g.off_canvas and g.prediction_holds(observed.get(g.split))]
         if off:
             canvas = model_geometry[0].canvas
             per_split = {g.split: {"predicted_visible_fraction": g.predicted_visible_fraction,
@@ -594,6 +604,8 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
                  "reassembly_layer": canvas.path,
                  "predicted_visible_fraction": {s: v["predicted_visible_fraction"] for s, v in per_split.items()},
                  "observed_nonzero_fraction": {s: v["observed_nonzero_fraction"] for s, v in per_split.items()},
+                 "prediction_tolerance": PREDICTION_TOLERANCE, "batch_size": worst.batch_size,
+                 "centred_per_call": worst.centred_per_call,
                  "splits": per_split}, actions, label=label))
         # inputs as fed, split against split (a sample: the trace batches)
         names = list(trace_inputs)
@@ -613,14 +625,6 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
             comparison = compare_traces(model_traces[0], model_traces[names.index(other)])
             if comparison.first_divergence:
                 diagnosis.data_checks.setdefault("trace_divergence", {})[model_name] = comparison.to_dict()
-        if batch_check is not None and batch_check.coupled:
-            yield raised(Finding(
-                "batch-coupling", "error", model_name, batch_check.split, None,
-                f"{model_name}'s outputs depend on how samples are batched: batch {batch_check.batch_size} "
-                + ("changes the batch dimension " f"{batch_check.shapes_single} -> {batch_check.shapes_batched}"
-                   if not batch_check.same_shapes else
-                   f"differs from batch 1 by up to {batch_check.max_abs_difference:.3g}"),
-                batch_check.to_dict(), [action("debug-baseline")] if baseline else [], label=label))
         # -- hypotheses --
         for hypothesis in check_all(model_name, model_traces, batch_check, model_geometry, observed):
             diagnosis.hypotheses.append(hypothesis)

@@ -50,8 +50,10 @@ from ptytui.running.inference import (
     feed_inputs,
     flat_outputs,
     is_cancelled,
+    output_count_message,
     resolve_intensity_scale,
 )
+from ptytui.running.session import RunPlan
 
 __all__ = [
     "COMPARISON_JSON",
@@ -393,7 +395,7 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
     members = np.stack([split.xcoords[grouping.indices], split.ycoords[grouping.indices]], axis=-1)
     stitcher: StreamingStitcher | None = None
     function = _compiled_call(loaded.model)
-    size = int(batch_size or session.batch_size)
+    size = int(batch_size or session.batch_choice(RunPlan(name, split_name, positions, intensity_scale)).chosen)
     nonzero = nonfinite = pixels = 0
     how = ""
     started = time.perf_counter()
@@ -411,6 +413,9 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
                 size = max(1, size // 2)
                 continue
             raise
+        returned = min((int(o.shape[0]) if o.ndim else 1) for o in outputs) if outputs else 0
+        if returned != len(chunk):  # a merged call has no patch per group to stitch
+            raise InputError(where, "one output per input", output_count_message(returned, len(chunk), size))
         patches, how = object_patches(outputs, output_names, patch_size=split.N, channels=grouping.C,
                                       where=where)
         per_member = patches.shape[-1] > 1
@@ -721,9 +726,12 @@ def write_comparison_files(comparison: Comparison, out_dir: str | Path) -> list[
 
 def save_comparison(comparison: Comparison, session_dir: str | Path) -> list[Path]:
     """Cache a comparison in the session folder: the three files of ``write_comparison_files``
-    plus ``comparison_reconstructions.npz`` (each entry's evaluated canvas, for figures)."""
+    plus ``comparison_reconstructions.npz`` (each entry's evaluated canvas, for figures).
+    A comparison in which something failed is never cached (nothing is written)."""
 
     folder = Path(session_dir)
+    if any(entry.status == "failed" for entry in comparison.entries):
+        return []
     written = write_comparison_files(comparison, folder)
     arrays = {}
     for i, entry in enumerate(comparison.entries):
@@ -758,6 +766,8 @@ def load_cached_comparison(session_dir: str | Path, *, workspace_hash: str, deci
         return None
     if comparison.workspace_hash != workspace_hash or not _same_decision(comparison.decision, decision):
         return None
+    if any(entry.status == "failed" for entry in comparison.entries):
+        return None  # a comparison in which a model failed to run is never reused
     if split is not None and comparison.split != split:
         return None
     recon = folder / RECONSTRUCTIONS_NPZ
