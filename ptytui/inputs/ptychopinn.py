@@ -309,16 +309,16 @@ def innermost_cause(exc: BaseException) -> BaseException:
 
 
 def load_keras_archive(file: Path, *, custom_objects: dict, configuration: BundleConfiguration,
-                       safe_mode: bool):
+                       trust: bool):
     """Deserialize a bundle's ``model.keras`` under its configuration, stdout kept clean, and
-    bind the loaded layers to it. Raises what Keras raises."""
+    bind the loaded layers to it; Keras safe mode stays on without trust. Raises what Keras raises."""
     from ptytui.core import tfload  # noqa: PLC0415 - TensorFlow is imported lazily
 
     keras = tfload.keras()
     with configuration.active(), warnings.catch_warnings():
         # Keras warns that CenterMaskLayer has no build(): harmless, and not the user's to fix
         warnings.simplefilter("ignore")
-        model = keras.saving.load_model(str(file), compile=False, safe_mode=safe_mode,
+        model = keras.saving.load_model(str(file), compile=False, safe_mode=not trust,
                                         custom_objects=custom_objects)
     bind_configuration(model, configuration)
     return model

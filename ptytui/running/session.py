@@ -206,10 +206,14 @@ class Session:
         key = (plan.model, plan.split, plan.positions)
         if key not in self.batch_choices:
             grouping = self.grouping(plan.split, self.gridsize(plan.model))
-            self.batch_choices[key] = choose_batch_size(
-                self.model(plan.model), self.split(plan.split), grouping, self.group_ids(plan),
-                model=plan.model, positions=plan.positions, intensity_scale=plan.intensity_scale,
-                requested=self.batch_size, explicit=self.batch_size_explicit)
+            try:
+                self.batch_choices[key] = choose_batch_size(
+                    self.model(plan.model), self.split(plan.split), grouping, self.group_ids(plan),
+                    model=plan.model, positions=plan.positions, intensity_scale=plan.intensity_scale,
+                    requested=self.batch_size, explicit=self.batch_size_explicit)
+            except Exception:  # noqa: BLE001 - a model that cannot run: the run itself says why
+                return BatchChoice(plan.model, plan.split, plan.positions, self.batch_size,
+                                   self.batch_size_explicit, self.batch_size)
         return self.batch_choices[key]
 
     def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:

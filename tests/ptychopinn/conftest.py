@@ -88,3 +88,15 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(CLIENT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
+
+
+def session_sharing(workspace, loaded, *, batch_size=None):
+    """A Session over ``workspace`` whose every model is the already loaded bundle: its compiled
+    step and probe traces are reused across sessions (tracing the bundle costs tens of seconds
+    on 2 cores)."""
+    from ptytui.running.session import Session  # noqa: PLC0415
+
+    session = Session(workspace, trust=True, batch_size=batch_size)
+    for name in workspace.models:
+        session._models[name] = loaded
+    return session

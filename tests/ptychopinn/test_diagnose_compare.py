@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from tests.ptychopinn.conftest import session_sharing
+
 
 @pytest.fixture(scope="module")
 def workspace(ptycho_on_path, bundle, splits):
@@ -14,11 +16,12 @@ def workspace(ptycho_on_path, bundle, splits):
     return lambda positions: workspace_from_flags([str(bundle)], [f"test={splits['test']}"], positions=positions)
 
 
-def test_diagnose_absolute_names_the_merge_and_the_batch_dependent_visibility(workspace):
+def test_diagnose_absolute_names_the_merge_and_the_batch_dependent_visibility(workspace, loaded):
     from ptytui.core.jsonable import json_ready
     from ptytui.diagnosis.diagnose import diagnose_workspace
 
-    diagnosis = diagnose_workspace(workspace("absolute"), trust=True)
+    diagnosis = diagnose_workspace(workspace("absolute"), trust=True,
+                                   session=session_sharing(workspace("absolute"), loaded))
     document = json.loads(json.dumps(json_ready(diagnosis.to_dict()), allow_nan=False))
     found = {f["id"]: f for f in document["findings"]}
     merge = found["output-count-mismatch"]["evidence"]
@@ -33,11 +36,10 @@ def test_diagnose_absolute_names_the_merge_and_the_batch_dependent_visibility(wo
     assert "positions-off-canvas" not in found
 
 
-def test_compare_reports_the_merge_in_the_models_terms_and_is_not_cached(workspace, tmp_path):
+def test_compare_reports_the_merge_in_the_models_terms_and_is_not_cached(workspace, loaded, tmp_path):
     from ptytui.quality.compare import compare_workspace, load_cached_comparison, save_comparison
-    from ptytui.running.session import Session
 
-    session = Session(workspace("relative"), trust=True, batch_size=64)
+    session = session_sharing(workspace("relative"), loaded, batch_size=64)
     comparison = compare_workspace(session, split="test", decision=None)
     entry = comparison.entries[0]
     assert entry.status == "failed" and "returned 1 output for 64 inputs" in entry.note

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.ptychopinn.conftest import session_sharing
+
 NONZERO_TOL = 0.01  # absolute, on the share of nonzero output amplitude pixels
 
 
 @pytest.fixture(scope="module")
-def session_for(ptycho_on_path, bundle, splits):
+def session_for(ptycho_on_path, bundle, splits, loaded):
     from ptytui.inputs.workspace import workspace_from_flags
-    from ptytui.running.session import Session
 
     workspaces = {}
 
@@ -19,7 +20,7 @@ def session_for(ptycho_on_path, bundle, splits):
         key = (positions, batch_size)
         if key not in workspaces:
             ws = workspace_from_flags([str(bundle)], [f"{k}={v}" for k, v in splits.items()], positions=positions)
-            workspaces[key] = Session(ws, trust=True, batch_size=batch_size)
+            workspaces[key] = session_sharing(ws, loaded, batch_size=batch_size)
         return workspaces[key]
 
     return make
@@ -45,7 +46,7 @@ def test_batch_16(session_for, positions, split, expected):
     assert _nonzero(result) == pytest.approx(expected, abs=NONZERO_TOL)
 
 
-@pytest.mark.parametrize("positions", ["relative", "absolute", "zero"])
+@pytest.mark.parametrize("positions", ["relative", "absolute"])
 def test_batch_64_chosen_by_the_user_is_an_invalid_run(session_for, positions):
     from ptytui.core.events import RunFailed
 

@@ -169,7 +169,7 @@ def load_bundle(source: _Source, card: ModelCard, *, trust: bool):
                 return tfload.keras().saving.load_model(str(file), compile=False, safe_mode=not trust,
                                                         custom_objects=custom_objects or None)
             return ptychopinn.load_keras_archive(file, custom_objects=custom_objects,
-                                                 configuration=configuration, safe_mode=not trust)
+                                                 configuration=configuration, trust=trust)
         except Exception as exc:  # noqa: BLE001 - Keras raises many types for bad files
             raise _bundle_load_error(card, exc, model_dir, trust=trust, has_params=has_params,
                                      params=params) from None
