@@ -65,6 +65,15 @@ def render_card(card, console) -> None:
                             Text("yes", style="green") if custom.importable else Text("MISSING", style="bold red"))
         console.print(customs)
 
+    if card.training:
+        training = Table(title="training parameters (params.dill, read with --trust)", title_justify="left",
+                         show_header=False)
+        training.add_column("parameter", style="bold")
+        training.add_column("value", overflow="fold")
+        for name, value in card.training.items():
+            training.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+        console.print(training)
+
     if card.layers:
         layers = Table(title="layers", title_justify="left")
         layers.add_column("type")

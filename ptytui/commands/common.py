@@ -46,7 +46,7 @@ def device_set_for(devices: str):
 
 def open_session(workspace: Path | None, model: list[str] | None, data: list[str] | None, *,
                  positions: str | None = None, trust: bool = False, seed: int = 0,
-                 n_groups: int | None = None, batch_size: int = 64, shard: str | None = None):
+                 n_groups: int | None = None, batch_size: int | None = None, shard: str | None = None):
     """A Session from WORKSPACE, or from --model/--data flags (not both)."""
     from ptytui.inputs.workspace import load_workspace, workspace_from_flags  # noqa: PLC0415
     from ptytui.running.session import Session, Shard  # noqa: PLC0415
@@ -54,7 +54,7 @@ def open_session(workspace: Path | None, model: list[str] | None, data: list[str
     if positions is not None and positions not in POSITION_MODES:
         raise UsageError(f"--positions: expected {', '.join(POSITION_MODES[:-1])} or {POSITION_MODES[-1]}, "
                          f"found {positions!r}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
     if n_groups is not None and n_groups < 1:
         raise UsageError(f"--n-groups: expected a positive integer, found {n_groups}")
@@ -130,7 +130,9 @@ class StderrProgress:
         elif isinstance(event, ev.BatchDone) and self._progress is not None and key in self._tasks:
             self._progress.update(self._tasks[key], completed=event.done)
         elif isinstance(event, ev.BatchSizeReduced):
-            self.log(f"{event.model} / {event.split}: out of memory, batch size {event.old} -> {event.new}")
+            reason = event.reason if event.reason.startswith("batch size") else \
+                f"out of memory, batch size {event.old} -> {event.new}"
+            self.log(f"{event.model} / {event.split}: {reason}")
         elif isinstance(event, ev.RunFailed):
             self.log(f"{event.model} / {event.split}: failed: {event.message}")
         elif isinstance(event, ev.RunFinished) and self._progress is None:

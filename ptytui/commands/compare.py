@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Folder for the CSVs and JSON (default: the session folder)."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         split: Optional[str] = typer.Option(None, "--split", help="The split to compare on (default: test)."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch (halved on out-of-memory)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Groups per batch (default: ptytui chooses, at most 64; halved on out-of-memory)."),
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="A seeded contiguous subset of K groups."),
         ignore_decision: bool = typer.Option(False, "--ignore-decision", help="Compare as if no decision was recorded."),
         devices: Optional[str] = typer.Option(None, "--devices", help="cpu | gpu | all"),
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
     ) -> None:
         from ptytui.commands.common import emit_json, open_session, select_devices  # noqa: PLC0415
-        from ptytui.errors import EXIT_FINDING  # noqa: PLC0415
+        from ptytui.errors import EXIT_BAD_INPUT, EXIT_FINDING  # noqa: PLC0415
         from ptytui.quality.compare import compare_workspace  # noqa: PLC0415
         from ptytui.quality.comparison_store import save_comparison, write_comparison_files  # noqa: PLC0415
 
@@ -112,6 +112,7 @@ def register(app: typer.Typer) -> None:
         if out is not None and Path(out).resolve() != session_dir.resolve():
             written = write_comparison_files(comparison, out)
         errors = [f for f in comparison.findings() if f["severity"] == "error"]
+        failed = [e for e in comparison.entries if e.status == "failed"]
         if json_out:
             document = comparison.to_dict()
             document["files"] = [str(p) for p in written]
@@ -121,5 +122,9 @@ def register(app: typer.Typer) -> None:
             render_comparison(comparison, console)
             for path in written:
                 console.print(f"wrote {path}", markup=False, highlight=False)
+        if failed:  # a model or reference that cannot run on this input is bad input, as elsewhere
+            for entry in failed:
+                typer.echo(f"ptytui: {entry.model_id}: {entry.note}", err=True)
+            raise typer.Exit(EXIT_BAD_INPUT)
         if errors:
             raise typer.Exit(EXIT_FINDING)

@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         model_name: Optional[list[str]] = typer.Option(None, "--model-name", help="Only this workspace model (repeatable)."),
         positions: Optional[str] = typer.Option(None, "--positions", help=f"With --model/--data: how positions are fed ({' | '.join(POSITION_MODES)}; default {DEFAULT_POSITION_MODE})."),
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="A seeded contiguous subset of K groups per split."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch for the streaming runs."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Groups per batch for the streaming runs (default: ptytui chooses, at most 64)."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         full: bool = typer.Option(False, "--full", help="With --json: every trace in full (histograms, weights)."),
         save: bool = typer.Option(True, "--save/--no-save", help="Save diagnosis.json in the workspace's session folder."),

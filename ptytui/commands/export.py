@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         no_stats: bool = typer.Option(False, "--no-stats", help="Do not stream every model over every split for "
                                       "the statistics table (faster; the report says they were not collected)."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout: the files written."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch for the runs."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Groups per batch for the runs (default: ptytui chooses, at most 64)."),
         devices: Optional[str] = typer.Option(None, "--devices", help="cpu | gpu | all"),
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         split: Optional[list[str]] = typer.Option(None, "--split", help="Only this split (repeatable)."),
         positions: Optional[str] = typer.Option(None, "--positions", help=POSITIONS_HELP),
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="A seeded contiguous subset of K groups."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Groups per batch (halved on out-of-memory)."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Groups per batch (default: ptytui chooses, at most 64: one output per input, same outputs as batch 1; halved on out-of-memory)."),
         zero_gate: Optional[float] = typer.Option(None, "--zero-gate", metavar="FRACTION",
                                                   help="Exit 1 when an output's zero fraction exceeds FRACTION."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),

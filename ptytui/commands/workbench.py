@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
                                             "--screenshots, WIDTHxHEIGHT."),
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and Keras "
                                    "unsafe deserialization."),
-        batch_size: int = typer.Option(64, "--batch-size", help="Groups per inference batch."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Groups per inference batch (default: ptytui chooses, at most 64)."),
         n_groups: Optional[int] = typer.Option(None, "--n-groups", help="Run a contiguous, seeded "
                                                "subset of this many groups per split."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
@@ -148,7 +148,7 @@ def _headless_command(workspace: str | None) -> str:
     return "study" if workspace and find_study_toml(workspace) is not None else "diagnose"
 
 
-def print_diagnosis(ctx: typer.Context, workspace: str | None, *, trust: bool = False, batch_size: int = 64,
+def print_diagnosis(ctx: typer.Context, workspace: str | None, *, trust: bool = False, batch_size: int | None = None,
                     n_groups: int | None = None, seed: int = 0, asked: bool = True,
                     command: str = "diagnose") -> int:
     """The headless workbench: run `ptytui diagnose` on the workspace (default: here), or `ptytui
@@ -166,7 +166,7 @@ def print_diagnosis(ctx: typer.Context, workspace: str | None, *, trust: bool = 
     else:
         resolve_workspace(Path(workspace) if workspace is not None else Path.cwd())
         say_why_headless(asked)
-        args += ["--batch-size", str(batch_size), "--seed", str(seed)]
+        args += ["--seed", str(seed)] + (["--batch-size", str(batch_size)] if batch_size is not None else [])
         if n_groups is not None:
             args += ["--n-groups", str(n_groups)]
         if trust:
@@ -178,7 +178,7 @@ def print_diagnosis(ctx: typer.Context, workspace: str | None, *, trust: bool = 
 
 def launch(workspace: str | Path | None = None, *, theme: str | None = None, replay: Path | None = None,
            record: Path | None = None, screenshots: Path | None = None, screenshot_size: str = "120x40",
-           trust: bool = False, batch_size: int = 64, n_groups: int | None = None, seed: int = 0) -> int:
+           trust: bool = False, batch_size: int | None = None, n_groups: int | None = None, seed: int = 0) -> int:
     """Open the workbench on a workspace (what `ptytui [WORKSPACE]` and `ptytui demo` do).
 
     Returns the exit code. ``replay`` shows a recorded event file instead of running the engine;
@@ -253,12 +253,13 @@ class DeferredExportWriter:
         return self.writer()(state)
 
 
-def check_options(*, theme: str | None, screenshot_size: str, batch_size: int, n_groups: int | None) -> tuple[int, int]:
+def check_options(*, theme: str | None, screenshot_size: str, batch_size: int | None,
+                  n_groups: int | None) -> tuple[int, int]:
     """Refuse bad workbench options (UsageError, one line); return the screenshot size (columns, rows)."""
     size = _parse_size(screenshot_size)
     if theme is not None:
         _check_theme(theme)
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise UsageError(f"--batch-size: expected a positive integer, found {batch_size}")
     if n_groups is not None and n_groups < 1:
         raise UsageError(f"--n-groups: expected a positive integer, found {n_groups}")

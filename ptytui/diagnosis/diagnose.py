@@ -30,13 +30,14 @@ from ptytui.core.events import (
     RunFinished,
     TraceDone,
 )
-from ptytui.core.findings import severity_rank
+from ptytui.core.findings import Finding, severity_rank
 from ptytui.core.jsonable import finite_or_none, json_ready
 from ptytui.diagnosis import findings as rules
+from ptytui.diagnosis.batch_coupling import coupling_report
 from ptytui.diagnosis.data_checks import intensity_check
 from ptytui.diagnosis.drift import split_drift
 from ptytui.diagnosis.geometry import SplitGeometry, axes_check, coverage_check, split_geometry
-from ptytui.diagnosis.hypotheses import BatchCouplingCheck, batch_coupling_check, check_all
+from ptytui.diagnosis.hypotheses import BatchCouplingCheck, check_all
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.diagnosis.record import Diagnosis
 from ptytui.errors import Cancelled, InputError
@@ -96,7 +97,7 @@ class _ModelPass:
 
 
 def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed: int = 0,
-                    trust: bool = False, batch_size: int = 64, session=None,
+                    trust: bool = False, batch_size: int | None = None, session=None,
                     trace_samples: int = TRACE_SAMPLES,
                     intervention_samples: int = INTERVENTION_SAMPLES,
                     batch_check_samples: int = BATCH_CHECK_SAMPLES) -> Iterator[EngineEvent]:
@@ -221,7 +222,8 @@ def _diagnose_split(run: _Pass, model: _ModelPass, plan) -> Iterator[EngineEvent
     yield from run.raised(rules.trace_findings(trace, model.label, model.baseline,
                                                report_weights=len(model.traces) == 1))
 
-    geometry = split_geometry(model.loaded.card, split, grouping, model=name, positions=plan.positions)
+    geometry = split_geometry(model.loaded.card, split, grouping, model=name, positions=plan.positions,
+                              batch_size=result.batch_size)
     if geometry is not None:
         diagnosis.geometry.append(geometry)
         model.geometry.append(geometry)
@@ -242,11 +244,12 @@ def _diagnose_split(run: _Pass, model: _ModelPass, plan) -> Iterator[EngineEvent
         yield CounterfactualDone(name, plan.split, intervention=r.name,
                                  nonzero_before=finite_or_none(report.as_fed.nonzero_fraction),
                                  nonzero_after=finite_or_none(r.nonzero_fraction))
-    if model.batch_check is None:
-        run.check_cancel()
-        model.batch_check = batch_coupling_check(model.loaded, split, grouping, model=name,
-                                                 positions=plan.positions, intensity_scale=plan.intensity_scale,
-                                                 batch_size=run.batch_check_samples)
+    run.check_cancel()
+    coupling = coupling_report(session, plan, card=model.loaded.card)  # at the batch sizes that matter
+    yield from run.raised([Finding(found["id"], found["severity"], name, found["split"], None, found["summary"],
+                                   found["evidence"], [], label=model.label) for found in coupling.findings])
+    if model.batch_check is None and coupling.check() is not None:
+        model.batch_check = coupling.check()
         diagnosis.batch_checks.append(model.batch_check)
 
 
@@ -285,7 +288,6 @@ def _across_splits(run: _Pass, model: _ModelPass) -> Iterator[EngineEvent]:
         comparison = compare_traces(model.traces[0], model.traces[names.index(other)])
         if comparison.first_divergence:
             run.diagnosis.data_checks.setdefault("trace_divergence", {})[name] = comparison.to_dict()
-    yield from run.raised(rules.batch_coupling_finding(name, model.batch_check, model.label, model.baseline))
 
 
 def _hypotheses(run: _Pass, model: _ModelPass) -> Iterator[EngineEvent]:

@@ -30,7 +30,7 @@ Rules and thresholds
   clearly better than at (x, y) (``geometry.axes_check``).
 - ``model-kind`` (error): the workspace expected a supervised model and the model takes positions
   through a reassembly layer (a PINN), or expected a PINN and it takes none.
-- ``batch-coupling`` (error): batch 1 and batch B disagree (values or batch dimension).
+- ``batch-coupling`` / ``output-count-mismatch``: see ``diagnosis.batch_coupling``.
 - ``underflow`` (warning): a layer with more than 0.1% subnormal activations.
 - ``metric-degenerate``: taken from the metrics comparison cached in the session folder
   (``ptytui compare``), when it was made on the same inputs (workspace hash).
@@ -46,11 +46,10 @@ from typing import Any
 from ptytui.core.events import RunResult
 from ptytui.core.findings import Finding
 from ptytui.diagnosis.drift import SplitDrift
-from ptytui.diagnosis.geometry import AxesCheck, CoverageCheck, SplitGeometry
+from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE, AxesCheck, CoverageCheck, SplitGeometry
 from ptytui.diagnosis.hypotheses import (
     DEAD_CHANNELS_MIN,
     REASSEMBLY_TYPES,
-    BatchCouplingCheck,
     dead_layers,
     kernel_problems,
 )
@@ -372,7 +371,8 @@ def counterfactual_findings(model_name: str, reports: dict[str, InterventionRepo
 def off_canvas_finding(model_name: str, geometry: list[SplitGeometry], observed: dict[str, float],
                        fix: str | None, reassembly_path: str | None, label, baseline: bool) -> Finding | None:
     """positions-off-canvas: the offsets as fed move patches off the reassembly canvas."""
-    off = [g for g in geometry if g.off_canvas]
+    # a mechanism is named only where its prediction matches the observation
+    off = [g for g in geometry if g.off_canvas and g.prediction_holds(observed.get(g.split))]
     if not off:
         return None
     canvas = geometry[0].canvas
@@ -398,6 +398,8 @@ def off_canvas_finding(model_name: str, geometry: list[SplitGeometry], observed:
          "reassembly_layer": canvas.path,
          "predicted_visible_fraction": {s: v["predicted_visible_fraction"] for s, v in per_split.items()},
          "observed_nonzero_fraction": {s: v["observed_nonzero_fraction"] for s, v in per_split.items()},
+         "prediction_tolerance": PREDICTION_TOLERANCE, "batch_size": worst.batch_size,
+         "centred_per_call": worst.centred_per_call,
          "splits": per_split}, actions, label=label)
 
 
@@ -410,20 +412,6 @@ def input_drift_finding(model_name: str, reference: str, other: str, moved: list
         f"{model_name}'s inputs as fed differ between {reference} and {other}: "
         + ", ".join(f"{d.name} SMD {d.smd:.2f}, W/std {d.normalized_wasserstein:.2f}" for d in moved),
         {"inputs": {d.name: d.to_dict() for d in moved}}, label=label)
-
-
-def batch_coupling_finding(model_name: str, check: BatchCouplingCheck | None, label, baseline: bool
-                           ) -> Finding | None:
-    """batch-coupling: the outputs depend on how samples are batched."""
-    if check is None or not check.coupled:
-        return None
-    return Finding(
-        "batch-coupling", "error", model_name, check.split, None,
-        f"{model_name}'s outputs depend on how samples are batched: batch {check.batch_size} "
-        + (f"changes the batch dimension {check.shapes_single} -> {check.shapes_batched}"
-           if not check.same_shapes else
-           f"differs from batch 1 by up to {check.max_abs_difference:.3g}"),
-        check.to_dict(), [action("debug-baseline")] if baseline else [], label=label)
 
 
 def underflow_finding(model_name: str, hypothesis, label) -> Finding | None:

@@ -6,6 +6,14 @@ Geometry (DOMAIN.md section 1): each N x N patch is padded onto a P x P canvas, 
 (N - |dx|)(N - |dy|) of its N^2 pixels, so the *predicted visible fraction* of one patch is
 ``max(0, 1 - |dx|/N) * max(0, 1 - |dy|/N)``; its mean over patches predicts the share of nonzero
 output pixels when the network itself outputs no zeros (a sigmoid amplitude head, for example).
+
+PtychoPINN's ``ReassemblePatchesLayer`` first subtracts the mean offset over each call (all
+patches of the call), ptytui's ``ReassemblePatches`` does not: for the former the offsets that
+matter are the fed ones minus their call's mean, so the prediction depends on the batch size
+the model is streamed at (at batch 1 every patch is centred).
+
+A prediction *holds* when it is within ``PREDICTION_TOLERANCE`` (absolute, in visible fraction)
+of the observed nonzero fraction; a mechanism whose prediction fails explains nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ from ptytui.running.inference import position_tensor
 
 COVERAGE_MARGIN_PX = 2  # pty-chi asks for ceil(max - min + probe) + 2 px per axis
 OFF_CANVAS_VISIBLE_MAX = 0.5  # a split whose patches keep less than half their area on average
+PREDICTION_TOLERANCE = 0.05  # |predicted visible - observed nonzero| for a prediction to hold
+# Reassembly layers that subtract each call's mean offset before placing the patches.
+CENTRING_REASSEMBLY_TYPES = ("ReassemblePatchesLayer",)
 
 
 def _num(value: float | None) -> float | None:
@@ -74,6 +85,8 @@ class SplitGeometry:
     offsets: np.ndarray  # (G, C, 2) [x, y] in object pixels, as fed
     visible_fraction: np.ndarray  # (G, C) per patch
     coverage: CoverageCheck | None = None
+    centred_per_call: bool = False  # the reassembly subtracts each call's mean offset
+    batch_size: int | None = None  # groups per call the prediction assumes (centring layers)
 
     @property
     def predicted_visible_fraction(self) -> float:
@@ -103,7 +116,16 @@ class SplitGeometry:
                 "predicted_visible_fraction": _num(self.predicted_visible_fraction),
                 "hidden_patch_fraction": _num(self.hidden_patch_fraction),
                 "offsets": self.offset_summary(),
+                "centred_per_call": self.centred_per_call, "batch_size": self.batch_size,
+                "prediction_tolerance": PREDICTION_TOLERANCE,
                 "coverage": self.coverage.to_dict() if self.coverage else None}
+
+    def prediction_holds(self, observed_nonzero_fraction: float | None) -> bool:
+        """Whether the predicted visible fraction matches the observed nonzero fraction to
+        ``PREDICTION_TOLERANCE`` (False when nothing was observed)."""
+        if observed_nonzero_fraction is None or not math.isfinite(observed_nonzero_fraction):
+            return False
+        return abs(self.predicted_visible_fraction - observed_nonzero_fraction) <= PREDICTION_TOLERANCE
 
 
 def visible_fraction(offsets: np.ndarray, patch: int) -> np.ndarray:
@@ -172,16 +194,32 @@ def coverage_check(split) -> CoverageCheck:
                          extent=(extent_x, extent_y))
 
 
-def split_geometry(card, split, grouping, *, model: str, positions: str) -> SplitGeometry | None:
+def centred_per_call(offsets: np.ndarray, batch_size: int) -> np.ndarray:
+    """Offsets (G, C, 2) minus the mean over each call of ``batch_size`` consecutive groups
+    (all their patches), as a reassembly that centres each call places them."""
+    out = np.array(offsets, dtype=np.float64, copy=True)
+    step = max(1, int(batch_size))
+    for start in range(0, len(out), step):
+        call = out[start:start + step]
+        call -= call.reshape(-1, 2).mean(axis=0)
+    return out
+
+
+def split_geometry(card, split, grouping, *, model: str, positions: str,
+                   batch_size: int | None = None) -> SplitGeometry | None:
     """Geometry of one model on one split; None when the model has no reassembly layer or
-    takes no positions (then nothing can push patches off the canvas)."""
+    takes no positions (then nothing can push patches off the canvas). ``batch_size`` is the
+    groups per call the model is streamed at (used when its reassembly centres each call)."""
     canvas = canvas_of(card)
     if canvas is None or not getattr(card, "takes_positions", False):
         return None
     offsets = fed_offsets(split, grouping, positions)
+    centring = canvas.type in CENTRING_REASSEMBLY_TYPES and batch_size is not None
+    placed = centred_per_call(offsets, batch_size) if centring else offsets
     return SplitGeometry(model=model, split=split.name, positions=positions, canvas=canvas,
-                         offsets=offsets, visible_fraction=visible_fraction(offsets, canvas.patch),
-                         coverage=coverage_check(split))
+                         offsets=offsets, visible_fraction=visible_fraction(placed, canvas.patch),
+                         coverage=coverage_check(split), centred_per_call=centring,
+                         batch_size=batch_size if centring else None)
 
 
 # ---- positions against the data: are x and y the right way round? ---------------------------

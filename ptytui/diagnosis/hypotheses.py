@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ptytui.core.tfload import tf as _tf
+from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE
 from ptytui.diagnosis.interventions import model_outputs
 from ptytui.running.inference import feed_inputs
 from ptytui.running.trace import Trace
@@ -270,18 +271,24 @@ def check_weight_corruption(model: str, traces: Sequence[Trace]) -> Hypothesis:
 
 
 def check_geometry(model: str, geometries: Sequence[Any], observed: dict[str, float]) -> Hypothesis:
-    test = ("offsets as fed against the reassembly canvas: predicted visible fraction "
-            "mean((1-|dx|/N)(1-|dy|/N)) vs the observed nonzero fraction")
+    """Supported only where the geometry predicts patches off the canvas AND that prediction
+    matches the observation (``geometry.PREDICTION_TOLERANCE``); a failed prediction rejects it."""
+    test = ("offsets as fed (minus each call's mean where the reassembly centres each call) against "
+            "the reassembly canvas: predicted visible fraction mean((1-|dx|/N)(1-|dy|/N)) must match "
+            f"the observed nonzero fraction within {PREDICTION_TOLERANCE} for the mechanism to hold")
     if not geometries:
         return Hypothesis("positions-off-canvas", "positions off the canvas (geometry)", model, test,
                           INCONCLUSIVE, {"reason": "the model has no reassembly layer fed positions"})
     rows = {}
     off = False
     for g in geometries:
+        holds = g.prediction_holds(observed.get(g.split))
         rows[g.split] = {"predicted_visible_fraction": g.predicted_visible_fraction,
                          "observed_nonzero_fraction": observed.get(g.split),
+                         "prediction_holds": holds, "tolerance": PREDICTION_TOLERANCE,
+                         "centred_per_call": g.centred_per_call, "batch_size": g.batch_size,
                          "positions": g.positions, "patch": g.canvas.patch, "canvas": g.canvas.canvas}
-        off |= g.off_canvas
+        off |= g.off_canvas and holds
     return Hypothesis("positions-off-canvas", "positions off the canvas (geometry)", model, test,
                       SUPPORTED if off else REJECTED, rows)
 

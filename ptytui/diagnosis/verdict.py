@@ -20,10 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ptytui.core.findings import severity_rank
-
-#: A predicted fraction (e.g. the visible fraction of patches on the canvas) matches an observed
-#: nonzero fraction when they differ by at most this much (absolute, in fractions of 1).
-PREDICTION_TOLERANCE = 0.05
+from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE
 
 #: Findings that name a mechanism. The order is the order of precedence in the headline.
 CAUSE_IDS = (

@@ -40,7 +40,15 @@ from ptytui.quality.evaluation import evaluate_reconstruction, evaluate_stitched
 from ptytui.quality.metrics import empty_metrics
 from ptytui.quality.stitching import Stitched, StreamingStitcher
 from ptytui.running.batching import BatchCancelled, BatchFailed, BatchHalved, run_batches
-from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs, is_cancelled, resolve_intensity_scale
+from ptytui.running.inference import (
+    call_inputs,
+    feed_inputs,
+    flat_outputs,
+    is_cancelled,
+    output_count_message,
+    resolve_intensity_scale,
+)
+from ptytui.running.session import RunPlan
 
 __all__ = [
     "DEFAULT_COMPARE_SPLIT",
@@ -155,7 +163,7 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
     members = np.stack([split.xcoords[grouping.indices], split.ycoords[grouping.indices]], axis=-1)
     stitcher: StreamingStitcher | None = None
     function = _compiled_call(loaded.model)
-    size = int(batch_size or session.batch_size)
+    size = int(batch_size or session.batch_choice(RunPlan(name, split_name, positions, intensity_scale)).chosen)
     nonzero = nonfinite = pixels = 0
     how = ""
     started = time.perf_counter()
@@ -177,6 +185,9 @@ def stream_model(session, name: str, split_name: str, *, positions: str | None, 
         if isinstance(outcome, BatchFailed):
             raise outcome.error
         chunk = outcome.indices
+        returned = min((int(o.shape[0]) if o.ndim else 1) for o in outcome.result) if outcome.result else 0
+        if returned != len(chunk):  # a merged call has no patch per group to stitch
+            raise InputError(where, "one output per input", output_count_message(returned, len(chunk), size))
         patches, how = object_patches(outcome.result, output_names, patch_size=split.N, channels=grouping.C,
                                       where=where)
         per_member = patches.shape[-1] > 1

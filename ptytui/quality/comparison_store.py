@@ -293,6 +293,8 @@ def save_comparison(comparison: Comparison, session_dir: str | Path) -> list[Pat
     plus ``comparison_reconstructions.npz`` (each entry's evaluated canvas, for figures)."""
 
     folder = Path(session_dir)
+    if any(entry.status == "failed" for entry in comparison.entries):
+        return []  # a comparison in which something failed is never cached
     written = write_comparison_files(comparison, folder)
     arrays = {}
     for i, entry in enumerate(comparison.entries):
@@ -327,6 +329,8 @@ def load_cached_comparison(session_dir: str | Path, *, workspace_hash: str, deci
         return None
     if comparison.workspace_hash != workspace_hash or not _same_decision(comparison.decision, decision):
         return None
+    if any(entry.status == "failed" for entry in comparison.entries):
+        return None  # a comparison in which a model failed to run is never reused
     if split is not None and comparison.split != split:
         return None
     recon = folder / RECONSTRUCTIONS_NPZ

@@ -150,11 +150,14 @@ class DistributedStep:
     def __call__(self, fed: dict[str, np.ndarray]):
         batch = len(next(iter(fed.values())))
         if self.replicas == 1 or batch < self.replicas:
-            return self.single_step(fed)
+            result = self.single_step(fed)
+            self.output_counts = self.single_step.output_counts
+            return result
         parts = {name: np.array_split(value, self.replicas) for name, value in fed.items()}
         per_replica = self.strategy.experimental_distribute_values_from_function(
             lambda ctx: {name: chunks[ctx.replica_id_in_sync_group] for name, chunks in parts.items()})
-        reductions, firsts = self._fn(per_replica)
+        reductions, firsts, counts = self._fn(per_replica)
+        self.output_counts = [int(c) for c in self.strategy.experimental_local_results(counts)]
         local_reductions = list(self.strategy.experimental_local_results(reductions))
         first_replica = [self.strategy.experimental_local_results(f)[0] for f in firsts]
         return local_reductions, first_replica

@@ -124,14 +124,32 @@ def call_inputs(fed: dict):
     return next(iter(fed.values())) if len(fed) == 1 else fed
 
 
+def output_count_tf(outputs: list):
+    """Outputs one call returned (a scalar tensor): the smallest leading dimension over the
+    model's outputs (1 for a scalar output)."""
+    tf = _tf()
+    counts = [tf.shape(t)[0] if t.shape.rank else tf.constant(1) for t in outputs]
+    return tf.reduce_min(tf.stack(counts)) if counts else tf.constant(0)
+
+
+def output_count_message(returned: int, given: int, batch_size: int) -> str:
+    """The one line for a call whose output count differs from its input count."""
+    return (f"output-count-mismatch: the model returned {returned} output{'s' if returned != 1 else ''} "
+            f"for {given} input{'s' if given != 1 else ''} at batch size {batch_size} (it merges or splits "
+            "the samples of one call): its statistics would describe the batching, not the model; "
+            "let ptytui choose the batch size (omit --batch-size) or choose a smaller one")
+
+
 class _Step:
-    """One compiled step: run the model on a batch and reduce inputs and outputs on device."""
+    """One compiled step: run the model on a batch and reduce inputs and outputs on device.
+    ``output_counts`` holds the outputs the last call returned (one per device that ran a part)."""
 
     def __init__(self, loaded_model):
 
         tf = _tf()
         model = loaded_model.model
         self.output_names = [o["name"] for o in loaded_model.card.outputs] or ["output"]
+        self.output_counts: list[int] = []
 
         def step(inputs):
             outputs = flat_outputs(model(call_inputs(inputs), training=False))
@@ -141,7 +159,7 @@ class _Step:
             for name, tensor in zip(self._names(len(outputs)), outputs):
                 reductions.update(reduce_named_tf(name, tensor))
             firsts = [t[:1] for t in outputs]
-            return reductions, firsts
+            return reductions, firsts, output_count_tf(outputs)
 
         self.raw_step = step  # the un-compiled step, run per replica by distribute.DistributedStep
         self._fn = tf.function(step, reduce_retracing=True)
@@ -155,7 +173,8 @@ class _Step:
     def __call__(self, inputs):
         """Reductions as a list (one dict per device that ran a part: here one) and the first
         sample of each output."""
-        reductions, firsts = self._fn(inputs)
+        reductions, firsts, count = self._fn(inputs)
+        self.output_counts = [int(count)]
         return [reductions], firsts
 
 
@@ -176,13 +195,17 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                   positions: str | None = DEFAULT_POSITION_MODE, intensity_scale: str | float | None = "apply",
                   batch_size: int = 64, indices: np.ndarray | None = None,
                   cancel: CancelToken = None, device: str = "cpu",
-                  device_set=None) -> Iterator[EngineEvent]:
+                  device_set=None, batch_note: str | None = None,
+                  requested_batch_size: int | None = None) -> Iterator[EngineEvent]:
     """Stream one model over one split's groups; yield events, ending in RunFinished/Failed/Cancelled.
 
     ``indices`` restricts the run to those group indices (for shards and subsets); memory stays
     bounded by one batch. On ResourceExhaustedError the batch size halves and the run goes on.
     ``device_set`` (a ``distribute.DeviceSet``, for ``--devices all``) splits every batch across
     its replicas; the per-replica records merge on the host and the events are the same.
+    Every call must return one output per input, else the run fails (``output_count_message``).
+    ``batch_note`` says why ``batch_size`` is not ``requested_batch_size`` (``batch_choice``):
+    it goes into the result's notes, announced by a BatchSizeReduced event.
     """
     split_name = split_name or getattr(split, "name", "data")
     group_ids = np.arange(len(grouping.indices)) if indices is None else np.asarray(indices)
@@ -204,6 +227,10 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
     # feed_inputs feeds every input of the card (or raises), so these name the input records.
     input_names = {spec["name"] for spec in loaded_model.card.inputs}
     notes: list[str] = []
+    if batch_note:
+        notes.append(batch_note)
+        yield BatchSizeReduced(model_name, split_name, old=int(requested_batch_size or batch_size),
+                               new=batch_size, reason=batch_note)
     started = time.perf_counter()
     batches = 0
     first_patch: FirstPatch | None = None
@@ -227,6 +254,11 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
             yield RunFailed(model_name, split_name, message=one_line(outcome.error))
             return
         reductions, firsts = outcome.result
+        returned = sum(getattr(step, "output_counts", None) or [len(outcome.indices)])
+        if returned != len(outcome.indices):  # never merge a call that did not return one output per input
+            yield RunFailed(model_name, split_name,
+                            message=output_count_message(returned, len(outcome.indices), batch_size))
+            return
         for part in reductions:  # one per replica that ran a part of the batch, in order
             accumulator.merge_reductions(part)
         batches += 1

@@ -18,6 +18,7 @@ from ptytui.inputs.grouping import group_split
 from ptytui.inputs.models import load_model, read_card
 from ptytui.inputs.npz import open_split
 from ptytui.inputs.workspace import load_workspace
+from ptytui.running.batch_choice import DEFAULT_BATCH_SIZE, BatchChoice, choose_batch_size
 from ptytui.running.inference import CancelToken, run_inference
 
 
@@ -71,12 +72,15 @@ class Session:
     """Opened workspace: lazily loads splits, groupings and models, and streams runs."""
 
     def __init__(self, workspace, *, trust: bool = False, seed: int = 0, n_groups: int | None = None,
-                 batch_size: int = 64, shard: Shard | None = None, device_set=None):
+                 batch_size: int | None = None, shard: Shard | None = None, device_set=None):
         self.workspace = workspace
         self.trust = trust
         self.seed = seed
         self.n_groups = n_groups
-        self.batch_size = batch_size
+        # None: ptytui chooses per run (batch_choice), starting at DEFAULT_BATCH_SIZE groups.
+        self.batch_size_explicit = batch_size is not None
+        self.batch_size = int(batch_size) if batch_size is not None else DEFAULT_BATCH_SIZE
+        self.batch_choices: dict[tuple[str, str, str | None], BatchChoice] = {}
         self.shard = shard
         # A distribute.DeviceSet (``--devices all``): models load under its scope (variables
         # mirrored on every replica) and runs split each batch across its replicas.
@@ -191,10 +195,27 @@ class Session:
         grouping = self.grouping(plan.split, self.gridsize(plan.model))
         ids = self.group_ids(plan)
         loaded = self.model(plan.model)
+        choice = self.batch_choice(plan)
         yield from run_inference(loaded, split, grouping, model_name=plan.model, split_name=plan.split,
                                  positions=plan.positions, intensity_scale=plan.intensity_scale,
-                                 batch_size=self.batch_size, indices=ids, cancel=cancel,
-                                 device_set=self.device_set)
+                                 batch_size=choice.chosen, indices=ids, cancel=cancel,
+                                 device_set=self.device_set, batch_note=choice.note(),
+                                 requested_batch_size=self.batch_size)
+
+    def batch_choice(self, plan: RunPlan) -> BatchChoice:
+        """The batch size a planned run streams at, probed once per model, split and feed."""
+        key = (plan.model, plan.split, plan.positions)
+        if key not in self.batch_choices:
+            grouping = self.grouping(plan.split, self.gridsize(plan.model))
+            try:
+                self.batch_choices[key] = choose_batch_size(
+                    self.model(plan.model), self.split(plan.split), grouping, self.group_ids(plan),
+                    model=plan.model, positions=plan.positions, intensity_scale=plan.intensity_scale,
+                    requested=self.batch_size, explicit=self.batch_size_explicit)
+            except Exception:  # noqa: BLE001 - a model that cannot run: the run itself says why
+                return BatchChoice(plan.model, plan.split, plan.positions, self.batch_size,
+                                   self.batch_size_explicit, self.batch_size)
+        return self.batch_choices[key]
 
     def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
         for plan in plans:

@@ -155,7 +155,7 @@ class WorkspaceExportWriter:
     """
 
     def __init__(self, workspace_path: str | Path, *, formats: Iterable[str] | str | None = None,
-                 out_dir: str | Path | None = None, trust: bool = False, seed: int = 0, batch_size: int = 64,
+                 out_dir: str | Path | None = None, trust: bool = False, seed: int = 0, batch_size: int | None = None,
                  collect_stats: bool = True, cancel=None):
         self.workspace_path = Path(workspace_path)
         self.formats = parse_formats(formats)
