@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 RETRAIN_HELP = ("Retrain the Baseline as the decision says. --design supervised (default): the "
-                "PtychoNN-style U-Net, diffraction -> [amplitude, phase], trained on the train split's "
+                "PtychoNN-style U-Net, diffraction -> \\[amplitude, phase], trained on the train split's "
                 "ground-truth patches (Y / ground_truth_patches, or cut from objectGuess). --design same: "
                 "fine-tune the workspace's gridsize-1 position model fed relative positions. The model is "
                 "saved as <models folder>/<name>_retrained_<UTC time>.keras (never over the old one); "

@@ -224,7 +224,10 @@ def load_workspace(path: str | Path) -> Workspace:
     where = str(toml_path)
     try:
         text = toml_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(where, "a UTF-8 TOML text file", f"binary data (byte 0x{exc.object[exc.start]:02x} at "
+                         f"offset {exc.start} is not UTF-8)", hint=f"is this the workspace's {TOML_NAME}?") from None
+    except OSError as exc:
         raise InputError(where, "a readable UTF-8 TOML file", " ".join(str(exc).split())) from None
     try:
         doc = tomllib.loads(text)
