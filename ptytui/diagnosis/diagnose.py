@@ -66,7 +66,7 @@ from ptytui.diagnosis.hypotheses import (
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.errors import Cancelled, InputError
 from ptytui.inputs.data import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
-from ptytui.inputs.decisions import is_baseline_label
+from ptytui.inputs.decisions import is_baseline_label, is_superseded_label
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import load_workspace
 from ptytui.quality.compare import COMPARISON_JSON
@@ -425,6 +425,16 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
     # ---- models -----------------------------------------------------------------------------
     for model_name, entry in ws.models.items():
         check_cancel()
+        if is_superseded_label(entry.label):
+            # A retrain replaced it; it stays in the workspace for comparison (ptytui compare) and
+            # its old faults are answered: one info line, and no findings that would fail a gate.
+            yield raised(Finding(
+                "model-superseded", "info", model_name, None, None,
+                f"{model_name} was replaced by a retrained model and is kept for comparison only; "
+                f"not diagnosed ({entry.description or entry.label})",
+                {"label": entry.label, "description": entry.description, "path": str(entry.path)},
+                label=entry.label))
+            continue
         yield DiagnosisStage(model_name, "", stage="load", message=f"loading {model_name}")
         loaded = session.model(model_name)
         card = loaded.card

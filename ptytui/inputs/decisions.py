@@ -45,6 +45,7 @@ __all__ = [
     "DIAGNOSIS_FILE",
     "FEEDING_INTERVENTIONS",
     "OPTION_DESCRIPTIONS",
+    "SUPERSEDED_SUFFIX",
     "DecisionLog",
     "ModelPolicy",
     "append_decision",
@@ -52,6 +53,7 @@ __all__ = [
     "evidence_from_diagnosis",
     "feeding_override",
     "is_baseline_label",
+    "is_superseded_label",
     "load_saved_diagnosis",
     "make_decision",
     "model_policy",
@@ -156,6 +158,14 @@ def feeding_override(intervention: str | None) -> dict[str, Any] | None:
         if math.isfinite(number) and number > 0:
             return {"intensity_scale": number}
     return None
+
+
+SUPERSEDED_SUFFIX = " (superseded)"  # what a retrain appends to the label of the model it replaced
+
+
+def is_superseded_label(label: str | None) -> bool:
+    """True for a model a retrain replaced (kept in the workspace for comparison only)."""
+    return bool(label) and str(label).endswith(SUPERSEDED_SUFFIX.strip())
 
 
 def is_baseline_label(label: str | None) -> bool:

@@ -77,6 +77,7 @@ class ModelEntry:
         as PtychoPINN does), "none", or a float used instead.
     expected_kind : "pinn" | "supervised" | None: what the study believed the model is.
     trust : allow pickled custom objects / unsafe deserialization for this model.
+    description : free text from the toml (a retrain records there what it replaced, and when).
     """
 
     name: str
@@ -87,6 +88,7 @@ class ModelEntry:
     intensity_scale: str | float = "apply"
     expected_kind: str | None = None
     trust: bool = False
+    description: str | None = None
 
     @property
     def effective_positions(self) -> str:
@@ -312,8 +314,10 @@ def _model_entry(where: str, name: str, table: dict, root: Path) -> ModelEntry:
     if kind is not None and kind not in EXPECTED_KINDS:
         raise InputError(where, f"{key}.expected_kind one of {list(EXPECTED_KINDS)}", repr(kind))
     trust = _boolean(where, f"{key}.trust", table.get("trust", False))
+    description = table.get("description")
     return ModelEntry(name=name, path=path, label=label, gridsize=gridsize, positions=positions,
-                      intensity_scale=scale, expected_kind=kind, trust=trust)
+                      intensity_scale=scale, expected_kind=kind, trust=trust,
+                      description=None if description is None else str(description))
 
 
 def _no_unknown_keys(where: str, context: str, table: dict, allowed: set[str]) -> None:

@@ -27,8 +27,15 @@ from ptytui.core.jsonable import json_ready
 from ptytui.diagnosis.diagnose import diagnose_workspace
 from ptytui.diagnosis.geometry import canvas_of, fed_offsets, visible_fraction
 from ptytui.errors import Cancelled, UsageError, one_line
-from ptytui.inputs.decisions import DIAGNOSIS_FILE, _key_numbers, load_saved_diagnosis, read_decision_log
+from ptytui.inputs.decisions import (
+    DIAGNOSIS_FILE,
+    _key_numbers,
+    is_superseded_label,
+    load_saved_diagnosis,
+    read_decision_log,
+)
 from ptytui.inputs.workspace import load_workspace
+from ptytui.outcome.retrain import retrained_at
 from ptytui.quality import compare as compare_module
 from ptytui.quality.compare import FRC_CSV, METRICS_CSV, csv_text
 from ptytui.quality.metrics import CSV_COLUMNS, FRC_CSV_COLUMNS
@@ -281,8 +288,13 @@ def _status_line(inputs: ReportInputs) -> tuple[str, str]:
     if option == "debug-baseline":
         return "Open", f"Debugging continues (decision debug-baseline by {who}, {when})."
     if option == "retrain-baseline":
-        retrained = any(str(e.label).endswith("(superseded)") for e in inputs.workspace.models.values())
-        if retrained:
+        retrained = retrained_at(inputs.workspace)
+        decided = _parse_time(decision.get("when"))
+        if retrained is not None and decided is not None and retrained < decided:
+            return "Resolved", (f"The Baseline was retrained at {retrained.isoformat()}, before decision "
+                                f"retrain-baseline ({who}, {when}) was recorded; the superseded model is kept "
+                                f"in the workspace for comparison.")
+        if retrained is not None or any(is_superseded_label(e.label) for e in inputs.workspace.models.values()):
             return "Resolved", (f"The Baseline was retrained (decision retrain-baseline by {who}, {when}); "
                                 f"the superseded model is kept in the workspace for comparison.")
         return "Decided, pending", (f"Decision retrain-baseline by {who}, {when}; the retrain has not been "
@@ -291,6 +303,13 @@ def _status_line(inputs: ReportInputs) -> tuple[str, str]:
              "accept-train-only": "Baseline metrics are accepted on the train split only",
              "apply-fix": f"the input fix {md_escape(decision.get('intervention'))} is applied"}.get(option, option)
     return "Resolved", f"Resolved by decision {md_escape(option)}: {label} ({who}, {when})."
+
+
+def _parse_time(text) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        return None
 
 
 def _finding_numbers(finding: dict, limit: int = 6) -> str:
