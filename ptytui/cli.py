@@ -12,6 +12,8 @@ import importlib
 import sys
 
 import typer
+import typer.core
+import typer.main
 
 from ptytui.errors import EXIT_CANCELLED, PtytuiError
 
@@ -51,18 +53,29 @@ for _name in COMMAND_MODULES:
     _module.register(app)
 
 
+CANCELLED_LINE = "ptytui: cancelled (Ctrl-C)"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; map ptytui errors to one stderr line and their exit code."""
+    """Run the CLI; map ptytui errors to one stderr line and their exit code.
+
+    Click's own ``main`` is bypassed on purpose: it turns Ctrl-C into a silent exit 130 before
+    any handler here could see it. Driving the command's context directly lets every command's
+    interrupt reach ``KeyboardInterrupt`` below: one line on stderr, exit 3 (EXIT_CANCELLED).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        # Without standalone mode click returns a command's typer.Exit code instead of raising.
-        result = app(args=argv, prog_name="ptytui", standalone_mode=False)
+        command = typer.main.get_command(app)
+        _add_global_options(command)
+        with command.make_context("ptytui", args) as ctx:
+            result = command.invoke(ctx)
     except PtytuiError as exc:
         typer.echo(f"ptytui: {exc.one_line()}", err=True)
         return exc.exit_code
-    except KeyboardInterrupt:
-        typer.echo("ptytui: interrupted", err=True)
+    except (KeyboardInterrupt, EOFError):
+        typer.echo(CANCELLED_LINE, err=True)
         return EXIT_CANCELLED
-    except typer.Exit as exc:  # raised by commands that choose their own exit code
+    except typer.Exit as exc:  # raised by commands that choose their own exit code (and --help)
         return exc.exit_code
     except SystemExit as exc:
         return int(exc.code or 0)
@@ -75,11 +88,28 @@ def main(argv: list[str] | None = None) -> int:
         if click_exception is not None and isinstance(exc, click_exception):
             # One line, like every other bad-input message (click would print usage and a box).
             message = " ".join(exc.format_message().split())
-            command = getattr(getattr(exc, "ctx", None), "command_path", "ptytui")
-            typer.echo(f"ptytui: {message} (see '{command} --help')", err=True)
+            command_path = getattr(getattr(exc, "ctx", None), "command_path", "ptytui")
+            typer.echo(f"ptytui: {message} (see '{command_path} --help')", err=True)
             return getattr(exc, "exit_code", 2) or 2
         raise
     return result if isinstance(result, int) else 0
+
+
+def _set_verbose(ctx, param, value) -> None:
+    if value:
+        from ptytui.core import tfload  # noqa: PLC0415 - only when asked: keeps --help light
+
+        tfload.set_verbose(True)
+
+
+def _add_global_options(command) -> None:
+    """``--verbose``, before any command: let TensorFlow's C++ log and import banners through."""
+    if any(getattr(param, "name", None) == "verbose" for param in command.params):
+        return
+    command.params.append(typer.core.TyperOption(
+        param_decls=["--verbose"], is_flag=True, default=False, expose_value=False, is_eager=True,
+        callback=_set_verbose,
+        help="Show TensorFlow's own log (C++ banners, oneDNN notices) on stderr; quiet by default."))
 
 
 def _click_exception_type():

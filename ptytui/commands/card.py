@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Argument(..., help="Model file, SavedModel folder, bundle folder or wts.h5.zip."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         trust: bool = typer.Option(False, "--trust", help="Also read the bundle's params.dill (a pickle: "
-                                                          "runs code from the file; needs dill)."),
+                                                          "runs code from the file; needs dill: pip install 'ptytui[trust]')."),
     ) -> None:
         from ptytui.inputs.models import read_card  # noqa: PLC0415
 

@@ -10,13 +10,17 @@ from typing import Optional
 import typer
 
 RETRAIN_HELP = ("Retrain the Baseline as the decision says. --design supervised (default): the "
-                "PtychoNN-style U-Net, diffraction -> [amplitude, phase], trained on the train split's "
+                "PtychoNN-style U-Net, diffraction -> \\[amplitude, phase], trained on the train split's "
                 "ground-truth patches (Y / ground_truth_patches, or cut from objectGuess). --design same: "
                 "fine-tune the workspace's gridsize-1 position model fed relative positions. The model is "
                 "saved as <models folder>/<name>_retrained_<UTC time>.keras (never over the old one); "
                 "ptytui.toml is rewritten atomically: the old entry is kept, relabelled "
                 "'<label> (superseded)', and a new entry takes its label (backup in the session folder). "
-                "Then statistics on every split and the metrics are re-run (skip with --no-verify).")
+                "The latest decision must be retrain-baseline (exit 2 otherwise, unless --force). The loss "
+                "curve (training and validation loss per epoch) goes to stderr and --json; the weights of "
+                "the epoch with the lowest validation loss are saved, with a warning when the last epoch "
+                "ended above it. Then statistics on every split and the metrics are re-run (skip with "
+                "--no-verify).")
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +37,8 @@ def register(app: typer.Typer) -> None:
         devices: Optional[str] = typer.Option(None, "--devices", help="cpu | gpu | all"),
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for initialization and shuffling."),
+        force: bool = typer.Option(False, "--force", help="Retrain although the latest decision is not "
+                                   "retrain-baseline (the workspace records that it was forced)."),
     ) -> None:
         from rich.console import Console  # noqa: PLC0415
 
@@ -52,7 +58,7 @@ def register(app: typer.Typer) -> None:
         select_devices(devices)
         decision = current_decision(session.workspace.session_dir)
         plan = plan_retrain(session, model=model, design=design, epochs=epochs, batch_size=batch_size,
-                            learning_rate=learning_rate, seed=seed, decision=decision)
+                            learning_rate=learning_rate, seed=seed, decision=decision, force=force)
         err = Console(stderr=True)
         for note in plan.notes:
             err.print(f"note: {note}", markup=False, highlight=False)
@@ -63,13 +69,15 @@ def register(app: typer.Typer) -> None:
             if isinstance(event, EpochDone):
                 epochs_done.append({"epoch": event.epoch, "loss": event.loss, "val_loss": event.val_loss,
                                     "seconds": round(event.seconds, 3)})
-                val = "" if event.val_loss is None else f", validation {event.val_loss:.5g}"
-                err.print(f"epoch {event.epoch}/{event.epochs}: loss {event.loss:.5g}{val} ({event.seconds:.1f} s)",
-                          markup=False, highlight=False)
+                val = "" if event.val_loss is None else f", validation loss {event.val_loss:.5g}"
+                err.print(f"epoch {event.epoch}/{event.epochs}: training loss {event.loss:.5g}{val} "
+                          f"({event.seconds:.1f} s)", markup=False, highlight=False)
             elif isinstance(event, RetrainCancelled):
                 raise Cancelled("retrain")
             elif isinstance(event, RetrainFinished):
                 result = event.result
+        for warning in result.warnings:
+            err.print(f"warning: {warning}", markup=False, highlight=False)
         err.print(f"saved {result.path}; {result.toml_path} now names it [models.{result.new_name}] "
                   f"(previous toml: {result.backup_path})", markup=False, highlight=False)
         verification = None
@@ -80,7 +88,7 @@ def register(app: typer.Typer) -> None:
 
             save_comparison(verification.comparison, session.workspace.session_dir)
         if json_out:
-            emit_json({"retrain": result.to_dict(), "epochs": epochs_done,
+            emit_json({"retrain": result.to_dict(), "epochs": epochs_done, "notes": plan.notes,
                        "verification": verification.to_dict() if verification else None})
         else:
             from ptytui.commands.compare import results_console  # noqa: PLC0415

@@ -82,7 +82,7 @@ def register(app: typer.Typer) -> None:
         zero_gate: Optional[float] = typer.Option(None, "--zero-gate", metavar="FRACTION",
                                                   help="Exit 1 when an output's zero fraction exceeds FRACTION."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
-        shard: Optional[str] = typer.Option(None, "--shard", metavar="k/n", help="Only shard k of n (combine with 'ptytui merge')."),
+        shard: Optional[str] = typer.Option(None, "--shard", metavar="k/n", help="Only shard k of n, k counted from 0 (0/2 and 1/2 cover all groups); combine the --json outputs with 'ptytui merge'."),
         devices: Optional[str] = typer.Option(None, "--devices", help="cpu | gpu | all"),
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),

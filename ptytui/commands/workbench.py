@@ -63,12 +63,26 @@ class WorkbenchGroup(TyperGroup):
                 i += 2 if token in takes_value else 1
                 continue
             if token not in self.commands:
+                _refuse_mistyped_command(token, self.commands)
                 ctx.meta[WORKSPACE_KEY] = args.pop(i)
             break
         return super().parse_args(ctx, args)
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         return ["[OPTIONS]", "[WORKSPACE]", "| COMMAND [ARGS]..."]
+
+
+def _refuse_mistyped_command(token: str, commands) -> None:
+    """A first argument that is no existing path but reads like a command name is a typo, not a
+    workspace: say which command was meant instead of failing later on a missing workspace."""
+    if Path(token).exists():
+        return
+    import difflib  # noqa: PLC0415 - only on this error path
+
+    close = difflib.get_close_matches(token, list(commands), n=1, cutoff=0.75)
+    if close:
+        raise UsageError(f"no command {token!r} and no file or folder of that name; did you mean "
+                         f"'ptytui {close[0]}'?")
 
 
 def _parse_size(text: str) -> tuple[int, int]:

@@ -41,7 +41,7 @@ from ptytui.diagnosis.hypotheses import BatchCouplingCheck, check_all
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.diagnosis.record import Diagnosis
 from ptytui.errors import Cancelled, InputError
-from ptytui.inputs.decisions import is_baseline_label
+from ptytui.inputs.decisions import is_baseline_label, is_superseded_label
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import load_workspace
 from ptytui.running.inference import feed_inputs, is_cancelled, resolve_intensity_scale
@@ -172,6 +172,16 @@ def _diagnose_model(run: _Pass, model_name: str) -> Iterator[EngineEvent]:
     session, diagnosis = run.session, run.diagnosis
     entry = session.workspace.models[model_name]
     run.check_cancel()
+    if is_superseded_label(entry.label):
+        # A retrain replaced it; it stays in the workspace for comparison (ptytui compare) and
+        # its old faults are answered: one info line, and no findings that would fail a gate.
+        yield from run.raised(Finding(
+            "model-superseded", "info", model_name, None, None,
+            f"{model_name} was replaced by a retrained model and is kept for comparison only; "
+            f"not diagnosed ({entry.description or entry.label})",
+            {"label": entry.label, "description": entry.description, "path": str(entry.path)},
+            label=entry.label))
+        return
     yield DiagnosisStage(model_name, "", stage="load", message=f"loading {model_name}")
     loaded = session.model(model_name)
     card = loaded.card

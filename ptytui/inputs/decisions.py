@@ -53,6 +53,7 @@ __all__ = [
     "OPTION_ACTIONS",
     "OPTION_DESCRIPTIONS",
     "OPTION_LABELS",
+    "SUPERSEDED_SUFFIX",
     "DecisionLog",
     "DecisionOption",
     "ModelPolicy",
@@ -63,6 +64,7 @@ __all__ = [
     "feeding_override",
     "is_baseline_label",
     "key_numbers",
+    "is_superseded_label",
     "load_saved_diagnosis",
     "make_decision",
     "model_policy",
@@ -225,6 +227,14 @@ def feeding_override(intervention: str | None) -> dict[str, Any] | None:
         if math.isfinite(number) and number > 0:
             return {"intensity_scale": number}
     return None
+
+
+SUPERSEDED_SUFFIX = " (superseded)"  # what a retrain appends to the label of the model it replaced
+
+
+def is_superseded_label(label: str | None) -> bool:
+    """True for a model a retrain replaced (kept in the workspace for comparison only)."""
+    return bool(label) and str(label).endswith(SUPERSEDED_SUFFIX.strip())
 
 
 def is_baseline_label(label: str | None) -> bool:

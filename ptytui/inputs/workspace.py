@@ -89,6 +89,7 @@ class ModelEntry:
         as PtychoPINN does), "none", or a float used instead.
     expected_kind : "pinn" | "supervised" | None: what the study believed the model is.
     trust : allow pickled custom objects / unsafe deserialization for this model.
+    description : free text from the toml (a retrain records there what it replaced, and when).
     """
 
     name: str
@@ -99,6 +100,7 @@ class ModelEntry:
     intensity_scale: str | float = "apply"
     expected_kind: str | None = None
     trust: bool = False
+    description: str | None = None
 
     @property
     def effective_positions(self) -> str:
@@ -236,7 +238,10 @@ def load_workspace(path: str | Path) -> Workspace:
     where = str(toml_path)
     try:
         text = toml_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise InputError(where, "a UTF-8 TOML text file", f"binary data (byte 0x{exc.object[exc.start]:02x} at "
+                         f"offset {exc.start} is not UTF-8)", hint=f"is this the workspace's {TOML_NAME}?") from None
+    except OSError as exc:
         raise InputError(where, "a readable UTF-8 TOML file", " ".join(str(exc).split())) from None
     try:
         doc = tomllib.loads(text)
@@ -321,8 +326,10 @@ def _model_entry(where: str, name: str, table: dict, root: Path) -> ModelEntry:
     if kind is not None and kind not in EXPECTED_KINDS:
         raise InputError(where, f"{key}.expected_kind one of {list(EXPECTED_KINDS)}", repr(kind))
     trust = _boolean(where, f"{key}.trust", table.get("trust", False))
+    description = table.get("description")
     return ModelEntry(name=name, path=path, label=label, gridsize=gridsize, positions=positions,
-                      intensity_scale=scale, expected_kind=kind, trust=trust)
+                      intensity_scale=scale, expected_kind=kind, trust=trust,
+                      description=None if description is None else str(description))
 
 
 def _no_unknown_keys(where: str, context: str, table: dict, allowed: set[str]) -> None:

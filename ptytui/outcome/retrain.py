@@ -36,6 +36,7 @@ from ptytui.core.atomic import atomic_path, atomic_write_text
 from ptytui.core.events import EngineEvent, RunCancelled, RunFailed
 from ptytui.core.tfload import keras, tf
 from ptytui.errors import Cancelled, InputError, UsageError
+from ptytui.inputs.decisions import DECISIONS_FILE, SUPERSEDED_SUFFIX, is_superseded_label
 from ptytui.inputs.workspace import load_workspace
 from ptytui.networks.architectures import build_supervised_unet
 from ptytui.networks.training import compiled_train_step
@@ -57,6 +58,8 @@ __all__ = [
     "plan_retrain",
     "point_workspace_at",
     "retrain_events",
+    "retrained_at",
+    "loss_curve_warnings",
     "run_retrain",
     "verify_retrained",
 ]
@@ -67,7 +70,6 @@ DEFAULT_BATCH_SIZE = 16
 DEFAULT_LEARNING_RATE = 2e-3
 # Test-split samples used for the validation loss after each epoch.
 VALIDATION_SAMPLES = 256
-SUPERSEDED_SUFFIX = " (superseded)"
 
 
 # ---- events -------------------------------------------------------------------------------------
@@ -107,11 +109,14 @@ class RetrainResult:
     backup_path: Path | None = None
     seconds: float = 0.0
     n_samples: int = 0
+    best_epoch: int | None = None  # epoch of the lowest validation loss (its weights were saved)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "new_name": self.new_name, "path": str(self.path),
                 "design": self.design, "label": self.label, "history": list(self.history),
-                "val_history": list(self.val_history),
+                "val_history": list(self.val_history), "best_epoch": self.best_epoch,
+                "warnings": list(self.warnings),
                 "toml_path": str(self.toml_path) if self.toml_path else None,
                 "backup_path": str(self.backup_path) if self.backup_path else None,
                 "seconds": round(self.seconds, 3), "n_samples": self.n_samples}
@@ -146,6 +151,7 @@ class RetrainPlan:
     new_name: str
     stamp: str
     notes: list[str] = field(default_factory=list)
+    decision: str = "no decision recorded"  # how the retrain relates to the latest decision
 
 
 def choose_baseline(workspace, model: str | None = None) -> str:
@@ -178,13 +184,37 @@ def _timestamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
 
 
+def _check_decision(decision: dict | None, workspace, *, force: bool, notes: list[str]) -> str:
+    """The retrain follows the session's latest decision: refused (UsageError, exit 2) when that
+    decision is anything but retrain-baseline, unless ``force``. Returns how the retrain relates to
+    the decision, in words, for the workspace's record (see ``point_workspace_at``)."""
+    if decision is None:
+        notes.append("no decision recorded: retraining as asked (record why with 'ptytui decide "
+                     "WORKSPACE --option retrain-baseline --reason ...')")
+        return "no decision recorded"
+    option, when = decision.get("option"), decision.get("when", "?")
+    if option == "retrain-baseline":
+        return f"following decision retrain-baseline of {when}"
+    shown = option + (f":{decision['intervention']}" if decision.get("intervention") else "")
+    if not force:
+        log = Path(workspace.session_dir) / DECISIONS_FILE
+        raise UsageError(f"retrain: the latest decision is {shown} ({when}, {log}), not retrain-baseline; "
+                         "record 'ptytui decide WORKSPACE --option retrain-baseline --reason ...' first, "
+                         "or pass --force to retrain anyway")
+    notes.append(f"--force: retraining although the latest decision is {shown} ({when})")
+    return f"forced against decision {shown} of {when}"
+
+
 def plan_retrain(session, *, model: str | None = None, design: str | None = None, epochs: int | None = None,
                  batch_size: int | None = None, learning_rate: float | None = None, seed: int = 0,
-                 filters: tuple[int, ...] | None = None, decision: dict | None = None) -> RetrainPlan:
+                 filters: tuple[int, ...] | None = None, decision: dict | None = None,
+                 force: bool = False) -> RetrainPlan:
     """Resolve what ``run_retrain`` will do (nothing is trained or written).
 
-    ``design`` defaults to the decision's ``design`` key, else "supervised". The train split is
-    ``train`` (or the only split); validation uses ``test`` when it exists.
+    ``decision`` is the session's latest decision (None: none recorded); anything but
+    retrain-baseline is refused unless ``force`` (see ``_check_decision``). ``design`` defaults
+    to the decision's ``design`` key, else "supervised". The train split is ``train`` (or the
+    only split); validation uses ``test`` when it exists.
     """
     workspace = session.workspace
     name = choose_baseline(workspace, model)
@@ -222,11 +252,10 @@ def plan_retrain(session, *, model: str | None = None, design: str | None = None
     n = 2
     while new_name in workspace.models:
         new_name, n = f"{name}_retrained_{n}", n + 1
-    if decision and decision.get("option") not in (None, "retrain-baseline"):
-        notes.append(f"the current decision is {decision.get('option')!r}, not 'retrain-baseline'")
+    following = _check_decision(decision, workspace, force=force, notes=notes)
     return RetrainPlan(model=name, design=chosen, epochs=epochs, batch_size=batch_size, learning_rate=rate,
                        seed=int(seed), filters=filters, train_split=train_split, validation_split=validation,
-                       out_path=out_path, new_name=new_name, stamp=stamp, notes=notes)
+                       out_path=out_path, new_name=new_name, stamp=stamp, notes=notes, decision=following)
 
 
 # ---- training data -----------------------------------------------------------------------------
@@ -359,6 +388,7 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
     rng = np.random.default_rng(plan.seed)
     history: list[float] = []
     val_history: list[float | None] = []
+    best: tuple[float, int, list] | None = None  # (validation loss, epoch, weights)
     for epoch in range(1, plan.epochs + 1):
         epoch_started = time.perf_counter()
         total, seen = 0.0, 0
@@ -379,6 +409,10 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
                 inputs, targets = prepare(opened, idx)
                 v_total += float(eval_step(*inputs, *targets)) * idx.size
             val_loss = v_total / take.size
+            if best is None or val_loss < best[0]:
+                # The retrained models are small (a U-Net of ~1e5 weights): a copy per better epoch
+                # is cheap, and the saved model is the one that generalized best.
+                best = (val_loss, epoch, [np.array(w) for w in model.get_weights()])
         history.append(total / max(seen, 1))
         val_history.append(val_loss)
         yield EpochDone(plan.model, plan.train_split, epoch=epoch, epochs=plan.epochs, loss=history[-1],
@@ -387,13 +421,33 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
     if cancel is not None and is_cancelled(cancel):
         yield RetrainCancelled(plan.model, plan.train_split, epoch=plan.epochs)
         return
+    warnings = loss_curve_warnings(history, val_history)
+    if best is not None and best[1] != plan.epochs:
+        model.set_weights(best[2])
     with atomic_path(plan.out_path, suffix=".keras") as temporary:
         model.save(temporary)
     entry = session.model_entry(plan.model)
     result = RetrainResult(model=plan.model, new_name=plan.new_name, path=plan.out_path, design=plan.design,
                            label=entry.label, history=history, val_history=val_history,
-                           seconds=time.perf_counter() - started, n_samples=count)
+                           seconds=time.perf_counter() - started, n_samples=count,
+                           best_epoch=best[1] if best else None, warnings=warnings)
     yield RetrainFinished(plan.model, plan.train_split, result=result)
+
+
+def loss_curve_warnings(history: list[float], val_history: list[float | None]) -> list[str]:
+    """One line when the validation loss ended above its best (the saved weights are the best
+    epoch's, see ``retrain_events``); empty otherwise or without validation."""
+    scored = [(loss, epoch) for epoch, loss in enumerate(val_history, start=1) if loss is not None]
+    if len(scored) < 2:
+        return []
+    best_loss, best_epoch = min(scored)
+    last_loss, last_epoch = scored[-1]
+    if last_epoch == best_epoch or not last_loss > best_loss:
+        return []
+    return [f"validation loss ended at {last_loss:.4g} (epoch {last_epoch}), above its best {best_loss:.4g} "
+            f"(epoch {best_epoch}; training loss {history[best_epoch - 1]:.4g} -> {history[-1]:.4g}): the "
+            f"model overfits the train split or the learning rate is too high; the weights of epoch "
+            f"{best_epoch} were saved (try fewer --epochs or a lower --learning-rate)"]
 
 
 # ---- rewiring the workspace ----------------------------------------------------------------------
@@ -452,7 +506,7 @@ def point_workspace_at(workspace, result: RetrainResult, plan: RetrainPlan, *, g
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     lines = old_text.splitlines()
     lines = _rewrite_old_table(lines, plan.model, entry.label + SUPERSEDED_SUFFIX,
-                               f"superseded by [models.{plan.new_name}] (ptytui retrain, {when})")
+                               f"superseded by [models.{plan.new_name}] (ptytui retrain, {when}; {plan.decision})")
     relative = Path(result.path)
     try:
         relative = relative.resolve().relative_to(toml_path.resolve().parent)
@@ -472,7 +526,7 @@ def point_workspace_at(workspace, result: RetrainResult, plan: RetrainPlan, *, g
         table += [f"gridsize = {int(gridsize or 1)}", 'positions = "relative"']
         scale = entry.intensity_scale
         table.append(f"intensity_scale = {_toml_string(scale) if isinstance(scale, str) else repr(float(scale))}")
-    table.append(f"description = {_toml_string(f'retrained from {plan.model} by ptytui retrain ({when})')}")
+    table.append(f"description = {_toml_string(f'retrained from {plan.model} by ptytui retrain ({when}; {plan.decision})')}")
     new_text = "\n".join(lines).rstrip("\n") + "\n" + "\n".join(table) + "\n"
     atomic_write_text(toml_path, new_text)
     try:
@@ -481,6 +535,23 @@ def point_workspace_at(workspace, result: RetrainResult, plan: RetrainPlan, *, g
         atomic_write_text(toml_path, old_text)
         raise
     return toml_path, backup
+
+
+_SUPERSEDED_AT = re.compile(r"superseded by \[models\.[^\]]+\] \(ptytui retrain, ([0-9T:+\-]+)")
+
+
+def retrained_at(workspace) -> datetime | None:
+    """When a retrain last rewired ``workspace`` (read from the superseded model's description
+    that ``point_workspace_at`` writes), or None when no model was superseded."""
+    times = []
+    for entry in workspace.models.values():
+        found = _SUPERSEDED_AT.search(str(getattr(entry, "description", None) or ""))
+        if found and is_superseded_label(entry.label):
+            try:
+                times.append(datetime.fromisoformat(found.group(1)))
+            except ValueError:
+                continue
+    return max(times) if times else None
 
 
 def run_retrain(session, plan: RetrainPlan, *, cancel=None) -> Iterator[EngineEvent]:

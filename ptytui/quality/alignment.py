@@ -214,7 +214,11 @@ def _register(pred: np.ndarray, gt: np.ndarray, register_on: str, upsample_facto
 
     shift, error, steps = np.zeros(2), float("nan"), []
     if amplitude_usable and register_on in ("auto", "amplitude"):
-        found, error, _ = phase_cross_correlation(gt_amp, pred_amp, upsample_factor=upsample_factor)
+        # Plain cross-correlation (normalization=None), not the whitened phase correlation:
+        # whitening weighs every frequency alike, so on a noisy reconstruction the noise decides
+        # the peak (an ePIE reference 0.93-correlated with the truth in place registered 32 px off).
+        found, error, _ = phase_cross_correlation(gt_amp, pred_amp, upsample_factor=upsample_factor,
+                                                  normalization=None)
         shift, steps = np.asarray(found, dtype=np.float64), ["amplitude"]
     if complex_usable and (register_on in ("auto", "complex") or not amplitude_usable):
         # The phase plane is measured on the roughly aligned pair but removed from the original
@@ -229,8 +233,8 @@ def _register(pred: np.ndarray, gt: np.ndarray, register_on: str, upsample_facto
         rows = np.arange(pred.shape[0])[:, None]
         cols = np.arange(pred.shape[1])[None, :]
         deramped = pred * np.exp(-1j * (slope_r * rows + slope_c * cols))
-        found, complex_error, _ = phase_cross_correlation(gt, deramped,
-                                                          upsample_factor=upsample_factor)
+        found, complex_error, _ = phase_cross_correlation(gt, deramped, upsample_factor=upsample_factor,
+                                                          normalization=None)
         found = np.asarray(found, dtype=np.float64)
         if not steps or np.max(np.abs(found - shift)) <= _MAX_REFINEMENT_PX:
             shift, error = found, float(complex_error)

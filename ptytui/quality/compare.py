@@ -38,7 +38,7 @@ from ptytui.inputs.decisions import current_decision, model_policy
 from ptytui.quality.comparison_store import ComparedModel, Comparison
 from ptytui.quality.evaluation import evaluate_reconstruction, evaluate_stitched
 from ptytui.quality.metrics import empty_metrics
-from ptytui.quality.stitching import Stitched, StreamingStitcher
+from ptytui.quality.stitching import DEFAULT_STITCH_CROP, Stitched, StreamingStitcher
 from ptytui.running.batching import BatchCancelled, BatchFailed, BatchHalved, run_batches
 from ptytui.running.inference import (
     call_inputs,
@@ -274,6 +274,30 @@ def _origin_from_metadata(text: str) -> tuple[float, float] | None:
     return origin if all(math.isfinite(v) for v in origin) else None
 
 
+def scanned_region(canvas: np.ndarray, origin: tuple[float, float], positions_xy: np.ndarray,
+                   patch_size: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """The part of a reference canvas the models are evaluated on too, and its origin.
+
+    An iterative reconstruction's canvas reaches half a probe beyond the outermost positions,
+    where the probe barely lit the object and the reconstruction keeps its starting guess; the
+    models' stitched canvases hold the central ``min(DEFAULT_STITCH_CROP, N)`` pixels of each
+    patch. Cropping the reference to positions +/- that half-crop compares every row of the
+    comparison on the same object region (and keeps the unlit border out of the registration).
+    ``origin`` is the object (row, column) of canvas pixel (0, 0); positions are [x, y].
+    """
+    side = min(DEFAULT_STITCH_CROP, int(patch_size))
+    xy = np.asarray(positions_xy, dtype=np.float64)
+    rows = (math.floor(xy[:, 1].min()) - side // 2, math.ceil(xy[:, 1].max()) + side - side // 2)
+    cols = (math.floor(xy[:, 0].min()) - side // 2, math.ceil(xy[:, 0].max()) + side - side // 2)
+    r0 = max(0, rows[0] - int(math.floor(origin[0] + 0.5)))
+    c0 = max(0, cols[0] - int(math.floor(origin[1] + 0.5)))
+    r1 = min(canvas.shape[0], rows[1] - int(math.floor(origin[0] + 0.5)))
+    c1 = min(canvas.shape[1], cols[1] - int(math.floor(origin[1] + 0.5)))
+    if r1 - r0 < 1 or c1 - c0 < 1:
+        return canvas, origin  # no overlap: the evaluation reports it
+    return canvas[r0:r1, c0:c1], (origin[0] + r0, origin[1] + c0)
+
+
 def known_placement_max_shift(patch_size: int) -> float:
     """Largest registration shift accepted when the placement is known: N/8, at least 4 px."""
     return max(4.0, patch_size / 8.0)
@@ -456,14 +480,16 @@ def _compare_reference(run: _CompareRun, reference, model_id: str) -> ComparedMo
     opened = run.session.split(run.split)
     try:
         recon = load_reference(reference.path)
-        if recon.origin is not None:
-            metrics = evaluate_reconstruction(model_id, recon.object, run.ground_truth(run.split),
-                                              origin=recon.origin, max_shift=known_placement_max_shift(opened.N))
+        canvas, origin = recon.object, recon.origin
+        if origin is not None:
+            canvas, origin = scanned_region(canvas, origin, opened.positions, opened.N)
+            metrics = evaluate_reconstruction(model_id, canvas, run.ground_truth(run.split),
+                                              origin=origin, max_shift=known_placement_max_shift(opened.N))
         else:
-            metrics = evaluate_reconstruction(model_id, recon.object, run.ground_truth(run.split),
+            metrics = evaluate_reconstruction(model_id, canvas, run.ground_truth(run.split),
                                               positions_xy=opened.positions, patch_size=opened.N)
-        entry = ComparedModel.from_metrics(metrics, split=run.split, status="evaluated", canvas=recon.object,
-                                           origin=recon.origin, **common)
+        entry = ComparedModel.from_metrics(metrics, split=run.split, status="evaluated", canvas=canvas,
+                                           origin=origin, **common)
     except Exception as exc:  # noqa: BLE001 - the models' metrics still stand
         reason = f"reference not evaluated: {one_line(exc)}"
         entry = ComparedModel.from_metrics(empty_metrics(model_id, reason), split=run.split, status="failed",

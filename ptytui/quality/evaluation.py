@@ -83,7 +83,11 @@ def _flag_registration(label: str, aligned: Aligned, flags: list) -> None:
     """Flags a skipped registration and a shift beyond ``REGISTRATION_LARGE_FRACTION`` of the image."""
     if aligned.registered_on.startswith("skipped"):
         flags.append(sanity_flag("registration-skipped", "both", None,
-                                 f"{label}: registration {aligned.registered_on}; offsets set to 0"))
+                                 f"{label}: registration {aligned.registered_on}; offsets set to 0"
+                           + ("; the placement from the scan positions was kept: if the reconstruction "
+                              "looks displaced in reconstructions.png, check the positions' frame "
+                              "(absolute vs relative, x/y order); otherwise it is too unlike the truth "
+                              "to register" if "rejected" in aligned.registered_on else "")))
     largest_shift = max(abs(aligned.offset_dy), abs(aligned.offset_dx))
     if largest_shift > REGISTRATION_LARGE_FRACTION * min(aligned.gt.shape[0] + 2 * aligned.border,
                                                          aligned.gt.shape[1] + 2 * aligned.border):

@@ -13,6 +13,7 @@ from ptytui.scenario.build import (
     predicted_visible_fraction,
     read_manifest,
     scenario_key,
+    workspace_name,
     workspace_toml,
 )
 from ptytui.scenario.settings import (
@@ -43,5 +44,6 @@ __all__ = [
     "predicted_visible_fraction",
     "read_manifest",
     "scenario_key",
+    "workspace_name",
     "workspace_toml",
 ]

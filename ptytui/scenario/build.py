@@ -32,6 +32,7 @@ import os
 import shutil
 import time
 import uuid
+import zlib
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Callable
 import numpy as np
 
 import ptytui
+from ptytui.core import tfload
 from ptytui.diagnosis.geometry import visible_fraction
 from ptytui.errors import InputError, UsageError
 from ptytui.inputs.grouping import group_split
@@ -66,6 +68,7 @@ __all__ = [
     "predicted_visible_fraction",
     "read_manifest",
     "scenario_key",
+    "workspace_name",
     "workspace_toml",
 ]
 
@@ -229,7 +232,9 @@ def build_scenario(preset: str = "default", *, dose: float = DEFAULT_DOSE, defec
     seed : int
         Seeds the object scan, the noise, the grouping and the training.
     out : path, optional
-        Also copy the workspace to this folder (new or empty) and return that folder instead.
+        Copy the workspace into this folder and return that folder instead: the user's own copy
+        (see ``_copy_out``). Without ``out`` the cached build itself is returned: callers must
+        treat it as read-only (``ptytui demo`` always copies).
     cache_dir : path, optional
         Cache root (default ``$PTYTUI_CACHE_DIR`` or ``~/.cache/ptytui``); builds live in its
         ``scenarios/<key>`` folders. The healthy build is trained once and every defect variant
@@ -255,30 +260,74 @@ def build_scenario(preset: str = "default", *, dose: float = DEFAULT_DOSE, defec
         _ensure(final, lambda tmp: _build_variant(tmp, key, healthy_dir, chosen, dose, seed, planted, progress),
                 rebuild=rebuild)
     if out is not None:
-        return _copy_out(final, Path(out))
+        return _copy_out(final, Path(out), replace=rebuild)
     return final
 
 
-def _copy_out(source: Path, out: Path) -> Path:
-    """Copy a cached build to ``out`` (real copies, so the user may edit them)."""
+def _copy_out(source: Path, out: Path, *, replace: bool = False) -> Path:
+    """Give the user a workspace of their own: real copies of a cached build's files in ``out``
+    and an empty session folder, so nothing done there (decisions, retraining, edits in place)
+    ever reaches the cache.
+
+    ``out`` may be new or empty; an unchanged copy of the same build is reused as it is (or
+    replaced by a fresh copy with ``replace``). Anything else is refused, naming what is there:
+    a copy with changes is the user's work and is never overwritten.
+    """
     if out.exists() and not out.is_dir():
-        raise InputError(out, "a folder for --out", "a file")
+        raise InputError(out, "a folder for the demo workspace", "a file")
     if out.is_dir() and any(out.iterdir()):
-        if _is_complete(out):
-            try:
-                if read_manifest(out).get("scenario_key") == read_manifest(source).get("scenario_key"):
-                    return out
-            except (InputError, json.JSONDecodeError):
-                pass
-        raise InputError(out, "a new or empty folder for --out",
-                         f"a folder with {sum(1 for _ in out.iterdir())} entries",
-                         hint="choose another folder, or remove this one")
+        found = _copy_differences(source, out)
+        if found:
+            raise InputError(out, "a new or empty folder, or an unchanged copy of this demo build", found,
+                             hint=f"open it with 'ptytui {out}', choose another folder with --out, "
+                                  "or remove this one to start over")
+        if not replace:
+            return out
     tmp = out.with_name(f".tmp-{out.name}-{uuid.uuid4().hex[:8]}")
-    shutil.copytree(source, tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns("session", ".*"))
+    (tmp / "session").mkdir()
     if out.exists():
-        out.rmdir()
+        shutil.rmtree(out)
     os.rename(tmp, out)
     return out
+
+
+def _copy_differences(source: Path, out: Path) -> str | None:
+    """None when ``out`` is an unchanged copy of the build ``source``; else what differs, in words.
+
+    Unchanged: the same scenario key, the same files outside ``session/`` with the same sizes, the
+    same ptytui.toml, and no decision recorded. Results saved in the session (a diagnosis, cached
+    metrics) do not count as changes.
+    """
+    if not _is_complete(out):
+        return f"a folder with {sum(1 for _ in out.iterdir())} entries that is no demo workspace"
+    try:
+        key = read_manifest(out).get("scenario_key")
+    except (InputError, json.JSONDecodeError):
+        return "a demo workspace with an unreadable scenario/manifest.json"
+    if key != read_manifest(source).get("scenario_key"):
+        return f"the demo workspace of another build ({key})"
+
+    def files(root: Path) -> dict[str, int]:
+        return {_relative_path(p, root): p.stat().st_size for p in root.rglob("*")
+                if p.is_file() and not p.name.startswith(".") and p.relative_to(root).parts[0] != "session"}
+
+    changes = []
+    theirs, ours = files(source), files(out)
+    if (out / "ptytui.toml").read_bytes() != (source / "ptytui.toml").read_bytes():
+        changes.append("ptytui.toml edited")
+    added = sorted(set(ours) - set(theirs))
+    if added:
+        changes.append(f"{len(added)} file(s) added ({added[0]}{', ...' if len(added) > 1 else ''})")
+    altered = sorted(name for name in set(ours) & set(theirs)
+                     if ours[name] != theirs[name] and name != "ptytui.toml")
+    removed = sorted(set(theirs) - set(ours))
+    if altered or removed:
+        changes.append(f"{len(altered) + len(removed)} file(s) of the build changed or removed")
+    if (out / "session" / "decisions.jsonl").exists():
+        changes.append("decisions recorded in session/decisions.jsonl")
+    return "a demo workspace with changes: " + "; ".join(changes) if changes else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +385,7 @@ def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, 
         stages.report(stage, 0, preset.epochs[name])
         grouping = group_split(train, gridsize, seed=seed, n_groups=preset.train_groups)
         batch = grouping.batch(train, slice(None))
+        seed_initial_weights(seed, name)
         model = architectures.build_pinn(N, gridsize, scale, preset.filters, scan.probe)
         losses = zoo.train_pinn(model, batch.diffraction, batch.relative_offsets, intensity_scale=scale,
                                 epochs=preset.epochs[name], batch_size=preset.batch_size,
@@ -372,6 +422,7 @@ def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, 
     stage = "train supervised_unet"
     stages.report(stage, 0, preset.epochs["supervised_unet"])
     patterns = grouping1.indices[:, 0]
+    seed_initial_weights(seed, "supervised_unet")
     unet = architectures.build_supervised_unet(N, preset.filters)
     losses = zoo.train_supervised(unet, train.diffraction_batch(patterns)[..., None],
                                   train.ground_truth_batch(patterns)[..., None],
@@ -418,6 +469,14 @@ def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, 
         "measured": measured,
     }
     _finish(tmp, manifest, (), scale, stages, started)
+
+
+def seed_initial_weights(seed: int, model_name: str) -> None:
+    """Seed Python, numpy and TensorFlow before a model is built, so its initial weights (drawn
+    from Keras' global generator when the layers are created) depend on the seed and the model's
+    name only. Without it two builds with one cache key trained different models."""
+    derived = np.random.SeedSequence([int(seed), zlib.crc32(model_name.encode())]).generate_state(1)[0]
+    tfload.keras().utils.set_random_seed(int(derived))
 
 
 def _split_record(split, N: int) -> dict:
@@ -682,6 +741,23 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
+def workspace_name(preset: str, defects, *, dose: float = DEFAULT_DOSE, seed: int = DEFAULT_SEED) -> str:
+    """The workspace's name: ``incident-<preset>``, ``healthy-<preset>`` or ``<preset>-<defects>``;
+    a dose or seed other than the defaults is appended (``-dose1e+04``, ``-seed3``) when given."""
+    defects = parse_defects(defects)
+    if not defects:
+        name = f"healthy-{preset}"
+    elif set(defects) == set(INCIDENT_DEFECTS):
+        name = f"incident-{preset}"
+    else:
+        name = f"{preset}-" + "+".join(sorted(defects))
+    if float(dose) != DEFAULT_DOSE:
+        name += f"-dose{float(dose):.0e}"
+    if int(seed) != DEFAULT_SEED:
+        name += f"-seed{int(seed)}"
+    return name
+
+
 def workspace_toml(preset: str, defects: tuple[str, ...], intensity_scale: float, manifest: dict | None = None) -> str:
     """The workspace file, wired as the study did for the planted ``defects``.
 
@@ -691,12 +767,7 @@ def workspace_toml(preset: str, defects: tuple[str, ...], intensity_scale: float
     Defects change only the lines they name (see settings.DEFECTS).
     """
     defects = tuple(defects)
-    if not defects:
-        name = f"healthy-{preset}"
-    elif set(defects) == set(INCIDENT_DEFECTS):
-        name = f"incident-{preset}"
-    else:
-        name = f"{preset}-" + "+".join(defects)
+    name = workspace_name(preset, defects)
     pinn_scale: str | float = "apply"
     if "missing-scale" in defects:
         pinn_scale = "none"

@@ -139,3 +139,69 @@ def test_without_a_baseline_label_the_model_must_be_named(tmp_path, synthetic):
     with pytest.raises(InputError, match="Baseline"):
         plan_retrain(Session.open(folder))
     assert plan_retrain(Session.open(folder), model="baseline_gs1").model == "baseline_gs1"
+
+
+# ---- the loop: decide -> retrain -> diagnose --------------------------------------------------
+
+
+def _cli(argv, capsys):
+    from ptytui.cli import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_retrain_refuses_when_the_latest_decision_is_not_retrain_baseline(tiny_workspace_copy, capsys):
+    toml_before = (tiny_workspace_copy / "ptytui.toml").read_text()
+    assert _cli(["decide", tiny_workspace_copy, "--option", "skip-baseline", "--reason", "no time"], capsys)[0] == 0
+    code, out, err = _cli(["retrain", tiny_workspace_copy, "--epochs", "1", "--no-verify"], capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "skip-baseline" in lines[0] and "--force" in lines[0], err
+    assert (tiny_workspace_copy / "ptytui.toml").read_text() == toml_before  # nothing retrained
+    assert not list((tiny_workspace_copy / "models").glob("*retrained*"))
+
+
+def test_decide_retrain_then_diagnose_goes_green(tiny_workspace_copy, capsys):
+    """The documented fix closes the loop: after the retrain the superseded model is one info
+    finding, the active models are healthy, and `diagnose` exits 0 (a CI gate can pass)."""
+    import json
+
+    from ptytui.outcome.retrain import retrained_at
+
+    ws = tiny_workspace_copy
+    assert _cli(["decide", ws, "--option", "retrain-baseline", "--reason", "wrong model kind"], capsys)[0] == 0
+    code, out, err = _cli(["retrain", ws, "--epochs", "3", "--json"], capsys)
+    assert code == 0, err
+    document = json.loads(out)
+    curve = document["epochs"]
+    assert [e["epoch"] for e in curve] == [1, 2, 3]
+    assert all(np.isfinite(e["loss"]) and np.isfinite(e["val_loss"]) for e in curve)
+    assert sum("validation loss" in line for line in err.splitlines()) == 3  # the curve on stderr too
+    best = min(range(3), key=lambda k: curve[k]["val_loss"]) + 1
+    assert document["retrain"]["best_epoch"] == best
+    ended_above = curve[-1]["val_loss"] > curve[best - 1]["val_loss"]
+    assert bool(document["retrain"]["warnings"]) == ended_above
+    assert ("warning: validation loss ended" in err) == ended_above
+
+    workspace = load_workspace(ws)
+    assert retrained_at(workspace) is not None
+    assert "following decision retrain-baseline" in workspace.models["baseline_gs1"].description
+
+    code, out, err = _cli(["diagnose", ws, "--json"], capsys)
+    findings = json.loads(out)["findings"]
+    assert code == 0, [f for f in findings if f["severity"] == "error"]
+    superseded = [f for f in findings if f["model"] == "baseline_gs1"]
+    assert [(f["id"], f["severity"]) for f in superseded if f["id"] != "metric-degenerate"] == [
+        ("model-superseded", "info")]
+    assert not [f for f in findings if f["severity"] == "error"]
+
+
+def test_loss_curve_warning_only_when_validation_ends_above_its_best():
+    from ptytui.outcome.retrain import loss_curve_warnings
+
+    assert loss_curve_warnings([1.0, 0.9, 0.8], [1.04, 1.10, 1.13])[0].startswith(
+        "validation loss ended at 1.13 (epoch 3), above its best 1.04 (epoch 1")
+    assert loss_curve_warnings([1.0, 0.9], [1.1, 1.0]) == []
+    assert loss_curve_warnings([1.0, 0.9], [None, None]) == []

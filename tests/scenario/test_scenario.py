@@ -281,15 +281,17 @@ def test_out_copies_the_workspace(tiny_workspace, tmp_path):
         build_scenario("tiny", cache_dir=cache_dir, out=tmp_path / "busy")
 
 
-def test_demo_headless_prints_the_workspace_and_the_diagnosis(tiny_workspace, monkeypatch, capsys):
+def test_demo_headless_prints_the_workspace_and_the_diagnosis(tiny_workspace, monkeypatch, capsys, tmp_path):
     from ptytui.cli import main
 
     monkeypatch.setenv("PTYTUI_CACHE_DIR", str(tiny_workspace.parent.parent))
     monkeypatch.setenv("COLUMNS", "80")  # a batch job's log: one block per finding, ids whole
-    # Exit 1: the diagnosis finds the planted incident (an error finding), as `diagnose` does.
-    assert main(["demo", "--preset", "tiny", "--headless"]) == 1
+    monkeypatch.chdir(tmp_path)
+    # Exit 0: the demonstration ran as intended, i.e. the diagnosis found the planted incident
+    # (an error finding, for which `diagnose` itself exits 1).
+    assert main(["demo", "--preset", "tiny", "--headless"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"workspace: {tiny_workspace}"
+    assert lines[0] == f"workspace: {os.path.join('ptytui-demo', 'incident-tiny')}"
     # The verdict leads: the cause named with its numbers, before the findings it explains.
     assert lines[1] == "verdict: explained" and "positions-off-canvas" in lines[2]
     heads = [line.split()[:3] for line in lines if line.lstrip().startswith("✗ error")]

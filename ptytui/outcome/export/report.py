@@ -5,14 +5,16 @@ Status, Artifacts). Numbers come only from ``ReportInputs``; every name is escap
 from __future__ import annotations
 
 import shlex
+from datetime import datetime
 from typing import Iterable
 
 from ptytui import __version__
 from ptytui.core.findings import severity_rank
-from ptytui.inputs.decisions import OPTIONS, key_numbers
+from ptytui.inputs.decisions import OPTIONS, is_superseded_label, key_numbers
 from ptytui.outcome.export.gather import FAILING_NONZERO_BELOW, ReportInputs, fed_positions, primary_output
 from ptytui.outcome.export.markdown import code, md_escape, number, percent
 from ptytui.outcome.export.plan import describe_artifact
+from ptytui.outcome.retrain import retrained_at
 
 # Error findings listed one by one in the Summary: the cause (e.g. positions-off-canvas) often
 # comes after its symptoms in the engine's order, and a summary that stops at five can miss it.
@@ -84,13 +86,25 @@ def status_line(inputs: ReportInputs) -> tuple[str, str]:
     if option == "debug-baseline":
         return "Open", f"{outcome[:1].upper()}{outcome[1:]} (decision debug-baseline by {who}, {when})."
     if option == "retrain-baseline":
-        retrained = any(str(e.label).endswith("(superseded)") for e in inputs.workspace.models.values())
-        if retrained:
+        retrained = retrained_at(inputs.workspace)
+        decided = _parse_time(decision.get("when"))
+        if retrained is not None and decided is not None and retrained < decided:
+            return "Resolved", (f"The Baseline was retrained at {retrained.isoformat()}, before decision "
+                                f"retrain-baseline ({who}, {when}) was recorded; the superseded model is kept "
+                                f"in the workspace for comparison.")
+        if retrained is not None or any(is_superseded_label(e.label) for e in inputs.workspace.models.values()):
             return "Resolved", (f"{outcome[:1].upper()}{outcome[1:]} (decision retrain-baseline by {who}, "
                                 f"{when}); the superseded model is kept in the workspace for comparison.")
         return "Decided, pending", (f"Decision retrain-baseline by {who}, {when}; the retrain has not been "
                                     f"run yet (`ptytui retrain`).")
     return "Resolved", f"Resolved by decision {md_escape(option)}: {outcome} ({who}, {when})."
+
+
+def _parse_time(text) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(text))
+    except (TypeError, ValueError):
+        return None
 
 
 def summary_section(inputs: ReportInputs) -> list[str]:
