@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.inputs.diffraction_scan import AMPLITUDE_MAX_SUSPECT, MAX_OVER_MEAN_SUSPECT
 
-INTEGRAL_FRACTION_MIN = 0.99  # share of nonzero stored values that are integers
-NON_SQUARE_FRACTION_MIN = 0.05  # share of nonzero values that are integers but not squares
+INTEGRAL_FRACTION_MIN = THRESHOLDS.integral_fraction_min
+NON_SQUARE_FRACTION_MIN = THRESHOLDS.non_square_fraction_min
 
 
 def intensity_check(split, n_patterns: int = 64) -> dict[str, Any]:

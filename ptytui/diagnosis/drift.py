@@ -25,11 +25,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
-SMD_MIN = 0.25
-NORMALIZED_WASSERSTEIN_MIN = 0.1
-KS_P_MAX = 0.01
-KS_STATISTIC_MIN = 0.1
-NORMALIZATION_RATIO_MAX = 1.25
+from ptytui.core.thresholds import THRESHOLDS
+
+SMD_MIN = THRESHOLDS.smd_min
+NORMALIZED_WASSERSTEIN_MIN = THRESHOLDS.normalized_wasserstein_min
+KS_P_MAX = THRESHOLDS.ks_p_max
+KS_STATISTIC_MIN = THRESHOLDS.ks_statistic_min
+NORMALIZATION_RATIO_MAX = THRESHOLDS.normalization_ratio_max
 MAX_VALUES = 20_000  # values per side kept for the distance computations (seeded subsample)
 
 

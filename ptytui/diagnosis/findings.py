@@ -45,6 +45,7 @@ from typing import Any
 
 from ptytui.core.events import RunResult
 from ptytui.core.findings import Finding
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.diagnosis.drift import SplitDrift
 from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE, AxesCheck, CoverageCheck, SplitGeometry
 from ptytui.diagnosis.hypotheses import (
@@ -58,11 +59,11 @@ from ptytui.inputs.decisions import OPTION_ACTIONS
 from ptytui.quality.comparison_store import COMPARISON_JSON
 from ptytui.running.trace import Trace
 
-SPARSE_NONZERO_MAX = 0.5
-SPARSE_ERROR_MAX = 0.05
-CONSTANT_RELATIVE_STD = 1e-5  # an output whose std is below this (relative) carries no image
-DEAD_CHANNEL_WARN = 0.5
-SCALE_RATIO_MAX = 1.5
+SPARSE_NONZERO_MAX = THRESHOLDS.failing_nonzero_below
+SPARSE_ERROR_MAX = THRESHOLDS.sparse_error_below
+CONSTANT_RELATIVE_STD = THRESHOLDS.constant_relative_std
+DEAD_CHANNEL_WARN = THRESHOLDS.dead_channel_warn
+SCALE_RATIO_MAX = THRESHOLDS.scale_ratio_max
 
 def action(option: str, intervention: str | None = None) -> dict[str, Any]:
     """A decision option as findings carry it (``command`` is what ``ptytui decide`` takes)."""

@@ -25,11 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.running.inference import position_tensor
 
 COVERAGE_MARGIN_PX = 2  # pty-chi asks for ceil(max - min + probe) + 2 px per axis
-OFF_CANVAS_VISIBLE_MAX = 0.5  # a split whose patches keep less than half their area on average
-PREDICTION_TOLERANCE = 0.05  # |predicted visible - observed nonzero| for a prediction to hold
+OFF_CANVAS_VISIBLE_MAX = THRESHOLDS.failing_nonzero_below
+PREDICTION_TOLERANCE = THRESHOLDS.prediction_tolerance
 # Reassembly layers that subtract each call's mean offset before placing the patches.
 CENTRING_REASSEMBLY_TYPES = ("ReassemblePatchesLayer",)
 
@@ -224,8 +225,8 @@ def split_geometry(card, split, grouping, *, model: str, positions: str,
 
 # ---- positions against the data: are x and y the right way round? ---------------------------
 
-SWAP_CORRELATION_GAIN = 0.2  # swapped ordering must explain the data this much better
-SWAP_CORRELATION_MIN = 0.3  # and explain it at all
+SWAP_CORRELATION_GAIN = THRESHOLDS.swap_correlation_gain
+SWAP_CORRELATION_MIN = THRESHOLDS.swap_correlation_min
 
 
 @dataclass

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ptytui.core.tfload import tf as _tf
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE
 from ptytui.diagnosis.interventions import model_outputs
 from ptytui.running.inference import feed_inputs
@@ -21,10 +22,10 @@ from ptytui.running.trace import Trace
 
 SUPPORTED, REJECTED, INCONCLUSIVE = "supported", "rejected", "inconclusive"
 
-UNDERFLOW_FRACTION_MIN = 1e-3  # a layer with more than 0.1% subnormal outputs has an underflow problem
-DEAD_CHANNELS_MIN = 2  # a layer needs at least this many channels for "all dead" to mean dead units
-BATCH_RTOL = 1e-3  # outputs at batch 1 and batch B must agree to this share of the output scale
-BATCH_ATOL = 1e-6
+UNDERFLOW_FRACTION_MIN = THRESHOLDS.underflow_fraction_min
+DEAD_CHANNELS_MIN = THRESHOLDS.dead_channels_min
+BATCH_RTOL = THRESHOLDS.batch_rtol
+BATCH_ATOL = THRESHOLDS.batch_atol
 
 # Layer types whose collapse points at the activation/normalization ("architecture clipping").
 CLIPPING_TYPES = ("ReLU", "LeakyReLU", "PReLU", "ELU", "Activation", "BatchNormalization",

@@ -16,11 +16,12 @@ import numpy as np
 
 from ptytui.core.stats import TensorStats
 from ptytui.core.tfload import tf as _tf
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.inputs.models import input_roles
 from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs
 from ptytui.running.trace import records_of
 
-RECOVERED_NONZERO_MIN = 0.5  # an intervention "recovers" an output when it brings it above this
+RECOVERED_NONZERO_MIN = THRESHOLDS.failing_nonzero_below
 
 
 @dataclass(frozen=True)

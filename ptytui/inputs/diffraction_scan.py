@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.errors import InputError
 from ptytui.inputs.npz_reader import release_pages
 
@@ -31,11 +32,11 @@ __all__ = [
 
 # A stored amplitude whose maximum is far above this suggests intensity stored as amplitude or a
 # photon scale already applied (DOMAIN.md section 2).
-AMPLITUDE_MAX_SUSPECT = 10.0
+AMPLITUDE_MAX_SUSPECT = THRESHOLDS.amplitude_max_suspect
 # max/mean of all diffraction pixels. DOMAIN.md says "above ~100"; real PtychoPINN amplitude data
 # (the lines_N64 fixtures, a peaky high-dose pattern) already sit at ~130, while the same data
 # squared (intensity stored as amplitude) reach ~490, so the line is drawn between the two.
-MAX_OVER_MEAN_SUSPECT = 300.0
+MAX_OVER_MEAN_SUSPECT = THRESHOLDS.max_over_mean_suspect
 
 # Rows per streaming chunk are chosen so one chunk holds about this many elements.
 SCAN_CHUNK_ELEMENTS = 4_000_000

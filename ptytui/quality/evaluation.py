@@ -21,14 +21,15 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.quality.alignment import DEFAULT_UPSAMPLE_FACTOR, Aligned, align_to_ground_truth, as_image, phase_pair
 from ptytui.quality.image_metrics import SSIM_WINDOW, frc, mae, ms_ssim, mse, psnr, ssim
 from ptytui.quality.metrics import ComponentMetrics, ModelMetrics, empty_metrics, sanity_flag
 from ptytui.quality.stitching import DEFAULT_STITCH_CROP, Stitched, largest_covered_rectangle, stitch_patches
 
 #: Sanity thresholds.
-SSIM_DEGENERATE_BELOW = 0.05
-REGISTRATION_LARGE_FRACTION = 0.25  # a shift beyond this fraction of the image is suspect
+SSIM_DEGENERATE_BELOW = THRESHOLDS.ssim_degenerate_below
+REGISTRATION_LARGE_FRACTION = THRESHOLDS.registration_large_fraction
 
 
 def _component(label: str, name: str, pred: np.ndarray, gt: np.ndarray, flags: list) -> ComponentMetrics:

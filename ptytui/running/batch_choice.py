@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from ptytui.core.tfload import tf as _tf
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs
 
 DEFAULT_BATCH_SIZE = 64  # groups per call when the user chooses none
 PROBE_SAMPLES = 8  # groups compared in one call against one at a time
-BATCH_RTOL = 1e-3  # outputs must agree to this share of the output scale (max |output|) ...
-BATCH_ATOL = 1e-6  # ... plus this absolute amount
+BATCH_RTOL = THRESHOLDS.batch_rtol
+BATCH_ATOL = THRESHOLDS.batch_atol
 
 
 @dataclass

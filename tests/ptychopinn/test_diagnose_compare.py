@@ -37,7 +37,8 @@ def test_diagnose_absolute_names_the_merge_and_the_batch_dependent_visibility(wo
 
 
 def test_compare_reports_the_merge_in_the_models_terms_and_is_not_cached(workspace, loaded, tmp_path):
-    from ptytui.quality.compare import compare_workspace, load_cached_comparison, save_comparison
+    from ptytui.quality.compare import compare_workspace
+    from ptytui.quality.comparison_store import load_cached_comparison, save_comparison
 
     session = session_sharing(workspace("relative"), loaded, batch_size=64)
     comparison = compare_workspace(session, split="test", decision=None)

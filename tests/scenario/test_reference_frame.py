@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptytui.inputs.data import open_split
+from ptytui.inputs.npz import open_split
 from ptytui.quality.compare import compare_workspace, load_reference, scanned_region
 from ptytui.running.session import Session
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ptytui.core.events import RunCancelled, RunFailed, RunFinished
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.diagnosis.diagnose import diagnose_workspace
 from ptytui.errors import Cancelled, one_line
 from ptytui.inputs.decisions import load_saved_diagnosis, read_decision_log, save_diagnosis
@@ -16,7 +17,7 @@ from ptytui.quality import comparison_store
 
 # An output whose amplitude is nonzero on less than this share of pixels is "failing": the
 # report's summary says so, and such batches are dumped when no diagnosis names one.
-FAILING_NONZERO_BELOW = 0.5
+FAILING_NONZERO_BELOW = THRESHOLDS.failing_nonzero_below
 
 
 @dataclass
