@@ -8,17 +8,16 @@ zero-positions run that restores a dead Baseline is the incident's fix in one ba
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ptytui.core.stats import TensorStats
-from ptytui.core.tfload import tf as _tf
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.inputs.models import input_roles
-from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs
+from ptytui.running.batch_choice import forward_outputs
+from ptytui.running.inference import feed_inputs
 from ptytui.running.trace import records_of
 
 RECOVERED_NONZERO_MIN = THRESHOLDS.failing_nonzero_below
@@ -134,34 +133,10 @@ def output_names(loaded_model, n: int) -> list[str]:
     return names
 
 
-_FORWARD: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
-
-
-def _forward(loaded_model, fed: dict[str, np.ndarray]) -> list:
-    """One forward pass through a compiled function with a free batch dimension, cached per
-    model: the re-runs and the batch-1 comparison (17 calls) then cost one graph build."""
-
-    tf = _tf()
-    model = loaded_model.model
-    names = list(fed)
-    arrays = [np.asarray(fed[n]) for n in names]
-    key = tuple((n, a.shape[1:], a.dtype.str) for n, a in zip(names, arrays))
-    cache = _FORWARD.setdefault(model, {})
-    if key not in cache:
-        signature = [tf.TensorSpec((None,) + a.shape[1:], tf.as_dtype(a.dtype)) for a in arrays]
-
-        def forward(*tensors):
-            inputs = dict(zip(names, tensors))
-            return flat_outputs(model(call_inputs(inputs), training=False))
-
-        cache[key] = tf.function(forward, input_signature=signature, autograph=False)
-    return list(cache[key](*arrays))
-
-
 def output_stats(loaded_model, fed: dict[str, np.ndarray]) -> dict[str, TensorStats]:
     """Run the model on fed inputs; output records reduced on the device."""
 
-    outputs = _forward(loaded_model, fed)
+    outputs = forward_outputs(loaded_model.model, fed)
     records: dict[str, TensorStats] = {}
     for name, tensor in zip(output_names(loaded_model, len(outputs)), outputs):
         records.update(records_of(name, tensor))
@@ -170,7 +145,7 @@ def output_stats(loaded_model, fed: dict[str, np.ndarray]) -> dict[str, TensorSt
 
 def model_outputs(loaded_model, fed: dict[str, np.ndarray]) -> list[np.ndarray]:
     """Run the model on fed inputs and bring the (small) outputs back as numpy arrays."""
-    return [np.asarray(t) for t in _forward(loaded_model, fed)]
+    return [np.asarray(t) for t in forward_outputs(loaded_model.model, fed)]
 
 
 # ---- feeding variants ---------------------------------------------------------------------

@@ -631,7 +631,7 @@ def measure_incident(workspace: str | Path, *, limit: int | None = None) -> dict
 # --------------------------------------------------------------------------------------------
 
 
-def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
+def link_tree(source: Path, target: Path, skip: set[str]) -> None:
     """Hard-link every file of ``source`` into ``target`` (copy where links are impossible)."""
     for path in sorted(source.rglob("*")):
         rel = path.relative_to(source)
@@ -686,7 +686,7 @@ def _build_variant(tmp: Path, key: str, healthy: Path, preset: Preset, dose: flo
     stages = _Stages(progress)
     total = len(defects)
     stages.report("plant defects", 0, total)
-    _link_tree(healthy, tmp, skip={"scenario", "session", "ptytui.toml"})
+    link_tree(healthy, tmp, skip={"scenario", "session", "ptytui.toml"})
     (tmp / "session").mkdir(exist_ok=True)
     manifest = read_manifest(healthy)
     manifest.pop("files", None)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ptytui.errors import InputError
+from ptytui.scenario.build import link_tree
 
 DEMO_DOSES = (1e3, 1e4, 1e5)
 # view -> the scenario model the cell keeps, and the defects every such cell gets
@@ -81,7 +82,7 @@ def build_demo_study(out: str | Path | None = None, *, preset: str = "tiny", see
         for (dose, view, model, defects) in cells:
             cell = tmp / "runs" / f"dose_{dose_text(dose)}" / view
             source = built[(dose, view)]
-            _link_tree(source, cell, skip={"session", "ptytui.toml", "scenario"})
+            link_tree(source, cell, skip={"session", "ptytui.toml", "scenario"})
             (cell / "session").mkdir(exist_ok=True)
             text = (source / "ptytui.toml").read_text(encoding="utf-8")
             name = f"dose {dose_text(dose)} {view}" + (f" ({', '.join(defects)})" if defects else "")
@@ -131,20 +132,3 @@ def keep_one_model(toml_text: str, model: str, *, name: str | None = None) -> st
             line = f"name = {json.dumps(name)}"
         out.append(line)
     return "\n".join(out) + "\n"
-
-
-def _link_tree(source: Path, target: Path, skip: set[str]) -> None:
-    """Hard-link every file of ``source`` into ``target`` (copy where links are impossible)."""
-    for path in sorted(source.rglob("*")):
-        rel = path.relative_to(source)
-        if rel.parts[0] in skip or path.name.startswith("."):
-            continue
-        dest = target / rel
-        if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copy2(path, dest)
