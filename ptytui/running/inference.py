@@ -29,6 +29,7 @@ from ptytui.core.tfload import tf as _tf
 from ptytui.errors import InputError, one_line
 from ptytui.inputs.models import input_roles
 from ptytui.running.devices import DistributedStep
+from ptytui.running.layer_health import LiveLayerHealth
 
 POSITION_MODES = ("absolute", "relative", "zero")
 
@@ -192,13 +193,15 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                   positions: str | None = "relative", intensity_scale: str | float | None = "apply",
                   batch_size: int = 64, indices: np.ndarray | None = None,
                   cancel: CancelToken = None, device: str = "cpu",
-                  device_set=None) -> Iterator[EngineEvent]:
+                  device_set=None, layer_health: bool = True) -> Iterator[EngineEvent]:
     """Stream one model over one split's groups; yield events, ending in RunFinished/Failed/Cancelled.
 
     ``indices`` restricts the run to those group indices (for shards and subsets); memory stays
     bounded by one batch. On ResourceExhaustedError the batch size halves and the run goes on.
     ``device_set`` (a ``distribute.DeviceSet``, for ``--devices all``) splits every batch across
     its replicas; the per-replica records merge on the host and the events are the same.
+    ``layer_health`` records every layer's health on every batch (``running.layer_health``;
+    LayerHealthUpdate events, and ``RunResult.layer_health``); not with ``device_set``.
     """
     split_name = split_name or getattr(split, "name", "data")
     group_ids = np.arange(len(grouping.indices)) if indices is None else np.asarray(indices)
@@ -213,6 +216,9 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
         if device_set is not None:
 
             step = DistributedStep(step, device_set)
+        health = LiveLayerHealth(loaded_model, step, model_name, split_name) if (
+            layer_health and device_set is None) else None
+        step = health or step
     except Exception as exc:  # noqa: BLE001 - a model that cannot be traced is a failed run
         yield RunFailed(model_name, split_name, message=f"cannot compile the model: {one_line(exc)}")
         return
@@ -259,12 +265,16 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
         yield BatchDone(model_name, split_name, done=done, total=total,
                         inputs=input_records, outputs=output_records,
                         seconds=time.perf_counter() - started)
+        update = health.update(chunk, last=done >= total) if health is not None else None
+        if update is not None:
+            yield update
     input_records, output_records = _split_records(accumulator.snapshot(), input_names)
     result = RunResult(
         model=model_name, split=split_name, positions=positions, n_samples=total, batches=batches,
         seconds=time.perf_counter() - started,
         inputs=input_records, outputs=output_records,
-        batch_size=batch_size, intensity_scale=scale, notes=notes, first_patch=first_patch)
+        batch_size=batch_size, intensity_scale=scale, notes=notes, first_patch=first_patch,
+        layer_health=health.records() if health is not None else None)
     yield RunFinished(model_name, split_name, result=result)
 
 

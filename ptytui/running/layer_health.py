@@ -29,15 +29,18 @@ a header of (B, S, C) per part.
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from ptytui.core.events import LayerHealthUpdate
 from ptytui.core.health import RAW_BINS, SUBNORMAL_CODES, LayerHealth, index_runs, symlog_hist
+from ptytui.core.stats import reduce_named_tf
 from ptytui.core.tfload import tf as _tf
-from ptytui.running.walk import EntryMeta, flatten_model_inputs, preview_tf, walk_model
+from ptytui.running.walk import EntryMeta, flatten_model_inputs, input_name, model_inputs, preview_tf, walk_model
 
 HIST_MIN_SAMPLES = 4  # the histogram sees at least this many samples of a moment batch...
 HIST_MIN_ELEMENTS = 4096  # ...and at least this many elements (all samples of small outputs)
@@ -351,9 +354,10 @@ class HealthAccumulator:
         return None if rows >= self.max_lead[part] else rows
 
 
-def part_key(path: str, part: str) -> str:
-    """A part's record name: the entry's path for its only real output, else ``path:part``."""
-    return path if part == "output" else f"{path}:{part}"
+def part_key(path: str, part: str, first: bool) -> str:
+    """A part's record name: the entry's path for its first part (its output, or output 0, or
+    the amplitude of a complex output), else ``path:part``."""
+    return path if first else f"{path}:{part}"
 
 
 def run_batch(step: HealthStep, flat_inputs: list, *, full: bool):
@@ -368,7 +372,8 @@ def run_batch(step: HealthStep, flat_inputs: list, *, full: bool):
 
 
 def accumulator_for(step: HealthStep, *, sample_every: int = 1) -> HealthAccumulator:
-    keys = [part_key(step.entries[s.entry].path, s.name) for s in step.slots]
+    firsts = {parts[0] for parts in step.entry_parts if parts}
+    keys = [part_key(step.entries[s.entry].path, s.name, i in firsts) for i, s in enumerate(step.slots)]
     channels_of = [s.rank is not None and s.rank >= 2 for s in step.slots]
     return HealthAccumulator(step.slots, keys, channels_of, sample_every, None)
 
@@ -441,3 +446,89 @@ def probe_health(model, inputs, *, preview_path: str | None = None, compiled: bo
     return Probe(list(step.entries), [list(p) for p in step.entry_parts], list(step.slots),
                  [records[k] for k in accumulator.keys],
                  {k: np.asarray(v) for k, v in (preview or {}).items()})
+
+
+# ---- live: every layer's health while a split streams -------------------------------------
+
+SAMPLE_EVERY = 8  # live moments and histograms from every 8th batch (counts from every batch)
+UPDATE_SECONDS = 0.5  # at most two live updates a second (and always one after the last batch)
+
+
+class LiveLayerHealth:
+    """The inference step of a streamed run with every layer's health recorded on every batch.
+
+    Called like ``inference._Step`` (``step(fed) -> ([reductions], firsts)``), it runs the model
+    once through the model's ``HealthStep`` whose extras are the runner's own input and output
+    reductions, so the run does one forward pass, not two. ``update(group ids)`` folds the batch
+    just run into the records and returns the update event to yield (or None, between updates).
+    """
+
+    def __init__(self, loaded_model, base_step, model_name: str, split_name: str, *,
+                 sample_every: int = SAMPLE_EVERY) -> None:
+        self.model = loaded_model.model
+        self.model_name, self.split_name = model_name, split_name
+        self.base = base_step
+        self.sample_every = max(1, int(sample_every))
+        self._input_names: list[str] = []
+        self.step = _live_step(loaded_model, self)
+        self.accumulator: HealthAccumulator | None = None
+        self._pending = None
+        self._last_update = -math.inf
+        self.batches = 0
+
+    def _names(self, n: int) -> list[str]:
+        return self.base._names(n)
+
+    def extras(self, flat_inputs: list, outputs: list):
+        """The runner's reductions of inputs and outputs, and the first sample of each output."""
+        reductions: dict = {}
+        for name, tensor in zip(self._input_names, flat_inputs):
+            reductions.update(reduce_named_tf(name, tensor))
+        for name, tensor in zip(self._names(len(outputs)), outputs):
+            reductions.update(reduce_named_tf(name, tensor))
+        return reductions, [t[:1] for t in outputs]
+
+    def __call__(self, fed: dict):
+        tf = _tf()
+        names = [input_name(s) for s in model_inputs(self.model)]
+        self._input_names = names if all(n in fed for n in names) else list(fed)
+        flat = [tf.convert_to_tensor(v) for v in flatten_model_inputs(self.model, fed)]
+        full = self.batches % self.sample_every == 0
+        batch, (reductions, firsts), _ = run_batch(self.step, flat, full=full)
+        self._pending = (batch, full)
+        return [reductions], firsts
+
+    def update(self, group_ids, *, last: bool = False):
+        """Fold the batch just run (its samples' group indices) into the records; return a
+        ``LayerHealthUpdate`` when one is due (at most every UPDATE_SECONDS, and on the last)."""
+        if self._pending is None:
+            return None
+        batch, full = self._pending
+        self._pending = None
+        if self.accumulator is None:
+            self.accumulator = accumulator_for(self.step, sample_every=self.sample_every)
+        self.accumulator.add(batch, np.asarray(group_ids, dtype=np.int64), full)
+        self.batches += 1
+        now = time.perf_counter()
+        if not last and now - self._last_update < UPDATE_SECONDS:
+            return None
+        self._last_update = now
+        return LayerHealthUpdate(self.model_name, self.split_name, batches=self.batches,
+                                 records=self.records())
+
+    def records(self) -> dict[str, LayerHealth]:
+        return self.accumulator.records() if self.accumulator is not None else {}
+
+
+def _live_step(loaded_model, live: LiveLayerHealth) -> HealthStep:
+    """The loaded model's live step (built once per loaded model, like the inference step)."""
+    step = getattr(loaded_model, "_ptytui_health_step", None)
+    if step is None:
+        step = HealthStep(loaded_model.model, extras=lambda flat, outputs: live.extras(flat, outputs))
+        try:
+            loaded_model._ptytui_health_step = step
+        except AttributeError:  # an object that takes no attributes: build per run
+            pass
+    else:
+        step._extras = lambda flat, outputs: live.extras(flat, outputs)
+    return step

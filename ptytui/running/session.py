@@ -80,6 +80,7 @@ class Session:
         # A distribute.DeviceSet (``--devices all``): models load under its scope (variables
         # mirrored on every replica) and runs split each batch across its replicas.
         self.device_set = device_set
+        self.layer_health = True  # record every layer's health while runs stream (--no-layer-health)
         self._splits: dict[str, object] = {}
         self._groupings: dict[tuple[str, int], object] = {}
         self._models: dict[str, object] = {}
@@ -193,7 +194,7 @@ class Session:
         yield from run_inference(loaded, split, grouping, model_name=plan.model, split_name=plan.split,
                                  positions=plan.positions, intensity_scale=plan.intensity_scale,
                                  batch_size=self.batch_size, indices=ids, cancel=cancel,
-                                 device_set=self.device_set)
+                                 device_set=self.device_set, layer_health=self.layer_health)
 
     def stats_events(self, plans: list[RunPlan], *, cancel: CancelToken = None) -> Iterator[EngineEvent]:
         for plan in plans:
