@@ -201,7 +201,7 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
     ``device_set`` (a ``distribute.DeviceSet``, for ``--devices all``) splits every batch across
     its replicas; the per-replica records merge on the host and the events are the same.
     ``layer_health`` records every layer's health on every batch (``running.layer_health``;
-    LayerHealthUpdate events, and ``RunResult.layer_health``); not with ``device_set``.
+    LayerHealthUpdate events, and ``RunResult.layer_health``).
     """
     split_name = split_name or getattr(split, "name", "data")
     group_ids = np.arange(len(grouping.indices)) if indices is None else np.asarray(indices)
@@ -213,12 +213,12 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                      positions=positions, intensity_scale=scale, device=device)
     try:
         step = _compiled_step(loaded_model)
+        health = LiveLayerHealth(loaded_model, step, model_name, split_name) if layer_health else None
+        step = health or step
         if device_set is not None:
 
             step = DistributedStep(step, device_set)
-        health = LiveLayerHealth(loaded_model, step, model_name, split_name) if (
-            layer_health and device_set is None) else None
-        step = health or step
+            step = health.across(step) if health is not None else step
     except Exception as exc:  # noqa: BLE001 - a model that cannot be traced is a failed run
         yield RunFailed(model_name, split_name, message=f"cannot compile the model: {one_line(exc)}")
         return

@@ -29,7 +29,6 @@ a header of (B, S, C) per part.
 from __future__ import annotations
 
 import math
-import time
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
@@ -147,7 +146,7 @@ class HealthStep:
         self._model_ref = weakref.ref(model)
         self.preview_path = preview_path
         self._extras = extras
-        self._functions: dict[bool, Any] = {}
+        self._functions: dict[tuple, Any] = {}
         self.entries: list[EntryMeta] = []
         self.entry_parts: list[list[int]] = []  # part indices of each entry
         self.slots: list[PartSlot] = []
@@ -182,21 +181,27 @@ class HealthStep:
         self.entry_parts = [list(r or []) for r in results]
         return reduced, preview, outputs
 
-    def _function(self, exact: bool):
-        if exact not in self._functions:
+    def _function(self, flat_inputs: list, exact: bool):
+        """The compiled step for inputs like these, any batch size: one graph per input layout,
+        so the last, smaller batch of a run does not build a second one."""
+        tf = _tf()
+        layout = tuple((tuple(x.shape[1:]), x.dtype.name) for x in flat_inputs)
+        if (layout, exact) not in self._functions:
             def step(flat_inputs, moment_rows):
-                tf = _tf()
                 reduced, preview, outputs = self.walk(
                     list(flat_inputs), lambda t, rows: reduce_part(tf, t, moment_rows, rows, exact))
                 extras = self._extras(list(flat_inputs), outputs) if self._extras else ()
                 return _pack(tf.concat, reduced), extras, preview
 
-            self._functions[exact] = _tf().function(step, reduce_retracing=True, autograph=False)
-        return self._functions[exact]
+            signature = [[tf.TensorSpec((None,) + shape, dtype) for shape, dtype in layout],
+                         tf.TensorSpec([], tf.int32)]
+            self._functions[(layout, exact)] = tf.function(step, input_signature=signature, autograph=False)
+        return self._functions[(layout, exact)]
 
     def __call__(self, flat_inputs: list, *, full: bool, exact: bool = False):
-        rows = _tf().constant(ALL_ROWS if full else 0, _tf().int32)
-        return self._function(exact)(list(flat_inputs), rows)
+        tf = _tf()
+        flat = [tf.convert_to_tensor(x) for x in flat_inputs]
+        return self._function(flat, exact)(flat, tf.constant(ALL_ROWS if full else 0, tf.int32))
 
 
 # ---- host side: unpack and accumulate (vector operations over all parts at once) -----------
@@ -451,16 +456,18 @@ def probe_health(model, inputs, *, preview_path: str | None = None, compiled: bo
 # ---- live: every layer's health while a split streams -------------------------------------
 
 SAMPLE_EVERY = 8  # live moments and histograms from every 8th batch (counts from every batch)
-UPDATE_SECONDS = 0.5  # at most two live updates a second (and always one after the last batch)
+UPDATE_EVERY = 8  # an update after batches 1, 2, 4, every 8th, and the last: deterministic
+HEALTH_KEY = "__layer_health__"  # the packed health among a replica's reductions
 
 
 class LiveLayerHealth:
     """The inference step of a streamed run with every layer's health recorded on every batch.
 
-    Called like ``inference._Step`` (``step(fed) -> ([reductions], firsts)``), it runs the model
-    once through the model's ``HealthStep`` whose extras are the runner's own input and output
+    Called like ``inference._Step`` (``step(fed) -> ([reductions], firsts)``; ``raw_step`` runs
+    per replica under ``devices.DistributedStep``, see ``across``), it runs the model once
+    through the model's ``HealthStep`` whose extras are the runner's own input and output
     reductions, so the run does one forward pass, not two. ``update(group ids)`` folds the batch
-    just run into the records and returns the update event to yield (or None, between updates).
+    just run into the records and returns the update event to yield (or None between updates).
     """
 
     def __init__(self, loaded_model, base_step, model_name: str, split_name: str, *,
@@ -472,12 +479,16 @@ class LiveLayerHealth:
         self._input_names: list[str] = []
         self.step = _live_step(loaded_model, self)
         self.accumulator: HealthAccumulator | None = None
-        self._pending = None
-        self._last_update = -math.inf
+        self._pending: tuple[list[_Batch], bool] | None = None
         self.batches = 0
 
     def _names(self, n: int) -> list[str]:
         return self.base._names(n)
+
+    def _set_input_names(self, fed) -> list[str]:
+        names = [input_name(s) for s in model_inputs(self.model)]
+        self._input_names = names if all(n in fed for n in names) else list(fed)
+        return self._input_names
 
     def extras(self, flat_inputs: list, outputs: list):
         """The runner's reductions of inputs and outputs, and the first sample of each output."""
@@ -490,34 +501,73 @@ class LiveLayerHealth:
 
     def __call__(self, fed: dict):
         tf = _tf()
-        names = [input_name(s) for s in model_inputs(self.model)]
-        self._input_names = names if all(n in fed for n in names) else list(fed)
+        self._set_input_names(fed)
         flat = [tf.convert_to_tensor(v) for v in flatten_model_inputs(self.model, fed)]
         full = self.batches % self.sample_every == 0
         batch, (reductions, firsts), _ = run_batch(self.step, flat, full=full)
-        self._pending = (batch, full)
+        self._pending = ([batch], full)
         return [reductions], firsts
+
+    def raw_step(self, inputs: dict):
+        """One replica's part of a batch (traced by ``DistributedStep``): moments on every batch,
+        the packed health returned among the reductions under HEALTH_KEY."""
+        tf = _tf()
+        flat = [inputs[name] for name in self._set_input_names(inputs)]
+        reduced, _, outputs = self.step.walk(flat, lambda t, rows: reduce_part(tf, t, ALL_ROWS, rows, False))
+        reductions, firsts = self.extras(flat, outputs)
+        reductions[HEALTH_KEY] = _pack(tf.concat, reduced)
+        return reductions, firsts
+
+    def across(self, distributed_step) -> "_AcrossReplicas":
+        """Wrap a ``DistributedStep`` built on this step: per-replica health parts are taken out of
+        the reductions and folded in by ``update`` (every batch is a moment batch there)."""
+        self.sample_every = 1
+        return _AcrossReplicas(self, distributed_step)
 
     def update(self, group_ids, *, last: bool = False):
         """Fold the batch just run (its samples' group indices) into the records; return a
-        ``LayerHealthUpdate`` when one is due (at most every UPDATE_SECONDS, and on the last)."""
+        ``LayerHealthUpdate`` after batches 1, 2, 4, every UPDATE_EVERY-th and the last."""
         if self._pending is None:
             return None
-        batch, full = self._pending
+        batches, full = self._pending
         self._pending = None
         if self.accumulator is None:
             self.accumulator = accumulator_for(self.step, sample_every=self.sample_every)
-        self.accumulator.add(batch, np.asarray(group_ids, dtype=np.int64), full)
+        # replicas got contiguous parts, in order (np.array_split, as DistributedStep splits)
+        for batch, ids in zip(batches, np.array_split(np.asarray(group_ids, dtype=np.int64), len(batches))):
+            self.accumulator.add(batch, ids, full)
         self.batches += 1
-        now = time.perf_counter()
-        if not last and now - self._last_update < UPDATE_SECONDS:
+        if not (last or self.batches in (1, 2, 4) or self.batches % UPDATE_EVERY == 0):
             return None
-        self._last_update = now
         return LayerHealthUpdate(self.model_name, self.split_name, batches=self.batches,
                                  records=self.records())
 
     def records(self) -> dict[str, LayerHealth]:
         return self.accumulator.records() if self.accumulator is not None else {}
+
+
+class _AcrossReplicas:
+    """A ``DistributedStep`` over a ``LiveLayerHealth``: the runner's reductions per replica, the
+    health parts kept for ``update``; a batch with a non-finite sum is rerun whole on the default
+    device through the exact path."""
+
+    def __init__(self, health: LiveLayerHealth, distributed_step) -> None:
+        self.health, self.distributed = health, distributed_step
+
+    def _names(self, n: int) -> list[str]:
+        return self.distributed._names(n)
+
+    def __call__(self, fed: dict):
+        reductions, firsts = self.distributed(fed)
+        packs = [r.pop(HEALTH_KEY) for r in reductions if HEALTH_KEY in r]
+        if packs:  # the replicas ran (a small batch runs whole through health.__call__)
+            n_parts = len(self.health.step.slots)
+            batches = [_Batch.unpack(p, n_parts) for p in packs]
+            if not all(np.isfinite(b.floats[:, 0]).all() for b in batches):
+                flat = flatten_model_inputs(self.health.model, fed)
+                batches = [run_batch(self.health.step, flat, full=True)[0]]
+            self.health._pending = (batches, True)
+        return reductions, firsts
 
 
 def _live_step(loaded_model, live: LiveLayerHealth) -> HealthStep:
