@@ -1,15 +1,25 @@
-"""Trace cost against a plain forward pass, and trace memory against full activation capture.
+"""Layer-health cost against the tools it replaces, and against the run it rides on.
 
-Prints, measured side by side in one run:
-- time: plain compiled forward pass of a batch vs ``trace_model`` of the same batch (eager walk
-  with compiled reductions, the default; and the whole trace compiled, warm), as ratios;
-- memory: peak resident memory added while the second call runs (each method in its own child
-  process, so peaks do not mix) for the plain forward pass, the trace, and full activation
-  capture the way keract does it (one functional model over every layer output, every
-  activation returned to the host as numpy). keract itself is tried first; keract 4.5 calls
-  tf.keras 2 internals that Keras 3 no longer has, and then the same method is run directly.
+Prints, for each model (MobileNetV2 64x64x3, the scenario's supervised U-Net, DenseNet121 64x64x3;
+weights=None, batch 32, CPU), measured side by side in one process with interleaved repeats:
 
-Usage: python bench/trace_overhead.py [--batch 32] [--repeats 5] [--model mobilenetv2|unet|all]
+- per batch, as ratios to a plain compiled forward pass: the probe trace (``trace_model``, the
+  compiled layer-health step, warm), full activation capture the way keract does it (one
+  functional model over every layer output, all returned as numpy), and TensorBoard Debugger V2
+  in FULL_HEALTH mode (``tf.debugging.experimental.enable_dump_debug_info`` dumping to a temporary
+  folder; in a child process of its own, since it instruments every graph built after it);
+- per streamed split (``--stream-batches`` batches), as a ratio to the same stream without it:
+  live layer health (the inference step with every layer's health, ``running.layer_health``)
+  against the plain inference step (model + input/output records, ``running.inference._Step``);
+- peak memory: the whole process's peak RSS (VmHWM) of a streaming run with and without live
+  layer health, each in a fresh child process (graph building included), and the peak RSS added
+  during a warm probe trace and a warm full capture.
+
+The machine may be shared: each ratio is the median over repeats of (method / forward) measured in
+the same repeat; the spread printed beside it is the min-max of those per-repeat ratios.
+
+Usage: python bench/trace_overhead.py [--batch 32] [--repeats 5] [--stream-batches 16]
+                                      [--model all|mobilenetv2|unet|densenet121]
 """
 
 from __future__ import annotations
@@ -17,14 +27,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-import tracemalloc
+from types import SimpleNamespace
 
 import numpy as np
+
+MODELS = ("mobilenetv2", "unet", "densenet121")
 
 
 def build(name: str):
@@ -33,154 +47,223 @@ def build(name: str):
     keras = _keras()
     keras.utils.set_random_seed(0)
     if name == "mobilenetv2":
-        model = keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), classes=10)
-        shape = (64, 64, 3)
-    elif name == "unet":
+        return keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3), classes=10), (64, 64, 3)
+    if name == "densenet121":
+        return keras.applications.DenseNet121(weights=None, input_shape=(64, 64, 3), classes=10), (64, 64, 3)
+    if name == "unet":
         from ptytui.networks.architectures import build_supervised_unet
 
-        model = build_supervised_unet(64, (8, 16, 32))  # the scenario's supervised U-Net, N = 64
-        shape = (64, 64, 1)
-    else:
-        raise SystemExit(f"unknown model {name!r}")
-    return model, shape
+        return build_supervised_unet(64, (8, 16, 32)), (64, 64, 1)  # the scenario's U-Net, N = 64
+    raise SystemExit(f"unknown model {name!r}")
 
 
-def batch_for(shape, batch: int) -> np.ndarray:
-    return np.random.default_rng(0).random((batch,) + shape).astype(np.float32)
+def batch_for(shape, batch: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((batch,) + shape).astype(np.float32)
 
 
-def full_capture(model, x):
-    """keract's method: evaluate every layer's output at once and return them all as numpy."""
-    try:
-        import keract  # noqa: PLC0415
-
-        return keract.get_activations(model, x, auto_compile=True), "keract"
-    except Exception as exc:  # noqa: BLE001 - keract 4.5 does not run on Keras 3
-        reason = f"keract failed ({type(exc).__name__}: {str(exc)[:80]}); same method run directly"
-    from ptytui.core.tfload import keras as _keras
-
-    keras = _keras()
-    cache = getattr(model, "_bench_extractor", None)
-    if cache is None:
-        outputs = [layer.output for layer in model.layers[1:]]
-        cache = keras.Model(model.inputs, outputs)
-        model._bench_extractor = cache
-    activations = cache.predict_on_batch(x)
-    return dict(zip([layer.name for layer in model.layers[1:]], activations)), reason
+def _loaded(model):
+    """What the inference step needs of a loaded model: the Keras model and a card's names."""
+    name = model.inputs[0].name.split(":")[0]
+    card = SimpleNamespace(inputs=[{"name": name}], outputs=[{"name": "output"}])
+    return SimpleNamespace(model=model, card=card), name
 
 
-def run_method(method: str, model, x):
-    from ptytui.core.tfload import tf as _tf
-    from ptytui.running.trace import trace_model
+class Methods:
+    """Every measured method of one model, built once (first calls timed apart)."""
 
-    tf = _tf()
-    if method == "forward":
-        fn = getattr(model, "_bench_forward", None)
-        if fn is None:
-            fn = tf.function(lambda v: model(v, training=False), autograph=False)
-            model._bench_forward = fn
-        return np.asarray(fn(x))
-    if method == "trace":
-        return trace_model(model, x, with_weights=False)
-    if method == "trace-compiled":
-        return trace_model(model, x, with_weights=False, compiled=True)
-    if method == "full-capture":
-        return full_capture(model, x)
-    raise SystemExit(f"unknown method {method!r}")
+    def __init__(self, model, shape, batch: int, stream_batches: int) -> None:
+        from ptytui.core.tfload import keras as _keras
+        from ptytui.core.tfload import tf as _tf
+
+        tf, keras = _tf(), _keras()
+        self.model, self.x = model, batch_for(shape, batch)
+        self.batches = [batch_for(shape, batch, seed=i + 1) for i in range(stream_batches)]
+        self.forward_fn = tf.function(lambda v: model(v, training=False), autograph=False)
+        self.capture_model = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
+        self.loaded, self.input_name = _loaded(model)
+
+    def forward(self):
+        return np.asarray(self.forward_fn(self.x))
+
+    def probe(self):
+        from ptytui.running.trace import trace_model
+
+        return trace_model(self.model, self.x, with_weights=False)
+
+    def capture(self):
+        return self.capture_model.predict_on_batch(self.x)
+
+    def stream(self, live: bool):
+        """One streamed split, as ``run_inference`` does per batch (records merged on the host)."""
+        from ptytui.core.stats import StatsAccumulator
+        from ptytui.running.inference import _compiled_step
+        from ptytui.running.layer_health import LiveLayerHealth
+
+        step = _compiled_step(self.loaded)
+        health = LiveLayerHealth(self.loaded, step, "m", "s") if live else None
+        accumulator = StatsAccumulator()
+        done = 0
+        for i, xb in enumerate(self.batches):
+            reductions, _ = (health or step)({self.input_name: xb})
+            for part in reductions:
+                accumulator.merge_reductions(part)
+            ids = np.arange(done, done + len(xb))
+            done += len(xb)
+            if health is not None:
+                health.update(ids, last=i == len(self.batches) - 1)
+        return accumulator.snapshot(), health.records() if health else None
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def timings(name: str, batch: int, repeats: int, stream_batches: int) -> dict:
+    model, shape = build(name)
+    m = Methods(model, shape, batch, stream_batches)
+    methods = {"forward": m.forward, "probe trace": m.probe, "full capture": m.capture,
+               "stream": lambda: m.stream(False), "stream + live health": lambda: m.stream(True)}
+    first = {}
+    for key, fn in methods.items():
+        started = time.perf_counter()
+        fn()
+        first[key] = time.perf_counter() - started
+    runs: dict[str, list[float]] = {key: [] for key in methods}
+    for _ in range(repeats):
+        for key, fn in methods.items():
+            started = time.perf_counter()
+            fn()
+            runs[key].append(time.perf_counter() - started)
+    return {"layers": len(model.layers), "first": first, "runs": runs}
 
 
-def child(method: str, model_name: str, batch: int) -> None:
-    """Measure one method's memory in a fresh process: peak RSS added during the second call."""
-    model, shape = build(model_name)
-    x = batch_for(shape, batch)
-    result = run_method(method, model, x)  # first call: graph building, caches
-    del result
-    base = rss_bytes()
+def vm_kib(key: str) -> int:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_child(method: str, name: str, batch: int, stream_batches: int) -> None:
+    """One method in a fresh process: whole-process peak RSS, and the peak added by a warm call."""
+    model, shape = build(name)
+    m = Methods(model, shape, batch, stream_batches)
+    run = {"stream": lambda: m.stream(False), "stream-live": lambda: m.stream(True),
+           "probe": m.probe, "capture": m.capture, "forward": m.forward}[method]
+    run()  # first call: graph building, caches
+    base = vm_kib("VmRSS")
     peak = [base]
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            peak[0] = max(peak[0], rss_bytes())
-            time.sleep(0.0005)
+            peak[0] = max(peak[0], vm_kib("VmRSS"))
+            time.sleep(0.001)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    tracemalloc.start()
-    started = time.perf_counter()
-    result = run_method(method, model, x)
-    seconds = time.perf_counter() - started
-    _, host_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    peak[0] = max(peak[0], rss_bytes())
+    run()
     done.set()
     sampler.join()
-    note = result[1] if isinstance(result, tuple) else ""
-    print(json.dumps({"method": method, "peak_rss_added": peak[0] - base,
-                      "host_numpy_peak": host_peak, "seconds": seconds, "note": note}))
+    print(json.dumps({"method": method, "process_peak_kib": vm_kib("VmHWM"),
+                      "warm_added_kib": max(peak[0], vm_kib("VmRSS")) - base}))
 
 
-def timings(model_name: str, batch: int, repeats: int) -> dict:
-    model, shape = build(model_name)
+def debugger_child(name: str, batch: int, repeats: int) -> None:
+    """Forward vs the same forward under Debugger V2 FULL_HEALTH (dump to a temporary folder)."""
+    from ptytui.core.tfload import tf as _tf
+
+    tf = _tf()
+    model, shape = build(name)
     x = batch_for(shape, batch)
-    out = {}
-    for method in ("forward", "trace", "trace-compiled", "full-capture"):
+    plain = tf.function(lambda v: model(v, training=False), autograph=False)
+    plain(x)
+    folder = tempfile.mkdtemp(prefix="ptytui-dbgv2-")
+    try:
+        tf.debugging.experimental.enable_dump_debug_info(folder, tensor_debug_mode="FULL_HEALTH",
+                                                         circular_buffer_size=-1)
+        dumped = tf.function(lambda v: model(v, training=False), autograph=False)
         started = time.perf_counter()
-        run_method(method, model, x)
+        dumped(x)
         first = time.perf_counter() - started
-        runs = []
+        ratios = []
         for _ in range(repeats):
-            started = time.perf_counter()
-            run_method(method, model, x)
-            runs.append(time.perf_counter() - started)
-        out[method] = {"first": first, "median": statistics.median(runs)}
-    out["layers"] = len(model.layers)
-    return out
+            t0 = time.perf_counter()
+            plain(x)
+            t1 = time.perf_counter()
+            dumped(x)
+            ratios.append((time.perf_counter() - t1) / (t1 - t0))
+        tf.debugging.experimental.disable_dump_debug_info()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    print(json.dumps({"ratios": ratios, "first": first}))
+
+
+def _child(args: list[str]) -> dict | None:
+    proc = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        print(f"    child {args[:3]} failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return None
+    return json.loads(lines[-1])
+
+
+def _ratio_line(label: str, values: list[float], refs: list[float], first: float | None) -> str:
+    ratios = [v / r for v, r in zip(values, refs)]
+    text = (f"    {label:22s} {statistics.median(values) * 1000:9.1f} ms   ratio {statistics.median(ratios):5.2f}x"
+            f"   (spread {min(ratios):.2f}-{max(ratios):.2f})")
+    return text + (f"   first call {first:6.2f} s" if first is not None else "")
+
+
+def report(name: str, args) -> None:
+    t = timings(name, args.batch, args.repeats, args.stream_batches)
+    runs, first = t["runs"], t["first"]
+    print(f"\n{name} ({t['layers']} layers), batch {args.batch}, median of {args.repeats} interleaved repeats")
+    print("  per batch, against a compiled forward pass:")
+    for key in ("forward", "probe trace", "full capture"):
+        print(_ratio_line(key, runs[key], runs["forward"], first[key]))
+    debugger = _child(["--debugger", name, "--batch", str(args.batch), "--repeats", str(args.repeats)])
+    if debugger:
+        r = debugger["ratios"]
+        print(f"    {'Debugger V2 FULL_HEALTH':22s} {'':12s} ratio {statistics.median(r):5.2f}x"
+              f"   (spread {min(r):.2f}-{max(r):.2f})   first call {debugger['first']:6.2f} s")
+    print(f"  per streamed split ({args.stream_batches} batches), against the same stream without health:")
+    for key in ("stream", "stream + live health"):
+        print(_ratio_line(key, runs[key], runs["stream"], first[key]))
+    memory = {}
+    for method in ("stream", "stream-live", "probe", "capture"):
+        memory[method] = _child(["--memory", method, name, "--batch", str(args.batch),
+                                 "--stream-batches", str(args.stream_batches)])
+    print("  memory (fresh process each): whole-process peak RSS; peak RSS added by a warm call")
+    for method, mem in memory.items():
+        if mem:
+            print(f"    {method:22s} peak {mem['process_peak_kib'] / 1024:8.1f} MiB   "
+                  f"warm call added {mem['warm_added_kib'] / 1024:7.1f} MiB")
+    if memory.get("stream") and memory.get("stream-live"):
+        print(f"    live / plain stream: process peak "
+              f"{memory['stream-live']['process_peak_kib'] / memory['stream']['process_peak_kib']:.2f}x")
+    if memory.get("probe") and memory.get("capture") and memory["capture"]["warm_added_kib"]:
+        print(f"    probe / full capture: warm call added "
+              f"{memory['probe']['warm_added_kib'] / memory['capture']['warm_added_kib']:.2f}x")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--model", default="all", choices=("all", "mobilenetv2", "unet"))
-    parser.add_argument("--child", nargs=2, metavar=("METHOD", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--stream-batches", type=int, default=16)
+    parser.add_argument("--model", default="all", choices=("all",) + MODELS)
+    parser.add_argument("--memory", nargs=2, metavar=("METHOD", "MODEL"), help=argparse.SUPPRESS)
+    parser.add_argument("--debugger", metavar="MODEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child[0], args.child[1], args.batch)
+    if args.memory:
+        memory_child(args.memory[0], args.memory[1], args.batch, args.stream_batches)
         return
-    models = ("mobilenetv2", "unet") if args.model == "all" else (args.model,)
-    print(f"trace overhead, batch {args.batch}, {os.cpu_count()} CPUs visible "
-          f"(load average {os.getloadavg()[0]:.1f})")
-    for name in models:
-        t = timings(name, args.batch, args.repeats)
-        plain = t["forward"]["median"]
-        print(f"\n{name} ({t['layers']} layers)")
-        print(f"  time, warm median of {args.repeats}:")
-        for method in ("forward", "trace", "trace-compiled", "full-capture"):
-            print(f"    {method:15s} first {t[method]['first']:7.3f} s   warm {t[method]['median']:7.3f} s"
-                  f"   ratio to forward {t[method]['median'] / plain:6.2f}x")
-        memory = {}
-        for method in ("forward", "trace", "full-capture"):
-            proc = subprocess.run([sys.executable, __file__, "--child", method, name, "--batch",
-                                   str(args.batch)], capture_output=True, text=True, check=False)
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-            if not line:
-                print(f"    {method}: child failed: {proc.stderr.strip().splitlines()[-1:]}")
-                continue
-            memory[method] = json.loads(line[-1])
-        print("  memory, peak RSS added during a warm call (host numpy peak by tracemalloc):")
-        for method, m in memory.items():
-            print(f"    {method:15s} {m['peak_rss_added'] / 2**20:8.1f} MiB   "
-                  f"(numpy {m['host_numpy_peak'] / 2**20:7.1f} MiB) {m['note']}")
-        if "trace" in memory and "full-capture" in memory and memory["full-capture"]["peak_rss_added"]:
-            ratio = memory["trace"]["peak_rss_added"] / memory["full-capture"]["peak_rss_added"]
-            host = memory["trace"]["host_numpy_peak"] / max(memory["full-capture"]["host_numpy_peak"], 1)
-            print(f"  trace / full capture: peak RSS {ratio:.2f}x, host numpy {host:.4f}x")
+    if args.debugger:
+        debugger_child(args.debugger, args.batch, args.repeats)
+        return
+    print(f"layer-health overhead, batch {args.batch}, {os.cpu_count()} CPUs visible "
+          f"(load average {os.getloadavg()[0]:.1f} at start)")
+    for name in MODELS if args.model == "all" else (args.model,):
+        report(name, args)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         shard: Optional[str] = typer.Option(None, "--shard", metavar="k/n", help="Only shard k of n, k counted from 0 (0/2 and 1/2 cover all groups); combine the --json outputs with 'ptytui merge'."),
         devices: Optional[str] = typer.Option(None, "--devices", help="cpu | gpu | all"),
+        layer_health: bool = typer.Option(True, "--layer-health/--no-layer-health", help="Record every layer's health (zeros, NaN/Inf, dead channels, all-zero samples) on every batch while streaming."),
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
     ) -> None:
@@ -104,6 +105,7 @@ def register(app: typer.Typer) -> None:
         plans = session.plan(models=model_name, splits=split, positions=positions)
         device = select_devices(devices)
         session.device_set = device_set_for(device)
+        session.layer_health = layer_health
         if session.device_set is not None:
             device = session.device_set.label
         runs = []

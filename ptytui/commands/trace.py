@@ -61,7 +61,7 @@ def register(app: typer.Typer) -> None:
         positions: Optional[str] = typer.Option(None, "--positions", help=f"Override how positions are fed: {' | '.join(POSITION_MODES)}."),
         n_samples: int = typer.Option(16, "--n-samples", help="Groups in the probe batch."),
         preview: Optional[str] = typer.Option(None, "--preview", metavar="LAYER", help="Also return a downsampled preview of this layer's output (JSON: 'preview')."),
-        compiled: bool = typer.Option(False, "--compiled", help="Build one graph for the whole trace (faster when repeated, slower once)."),
+        compiled: bool = typer.Option(True, "--compiled/--eager", help="One compiled step for the whole trace (the default: about twice a forward pass once built), or run the layers eagerly (no graph build: for a one-off trace of a very large model)."),
         json_out: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping."),

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.health import LayerHealth, health_from_dict, health_to_dict
 from ptytui.core.stats import TensorStats, records_from_dict, records_to_dict
 
 
@@ -52,6 +53,15 @@ class FirstPatch(EngineEvent):
 
 
 @dataclass
+class LayerHealthUpdate(EngineEvent):
+    """Every layer's health over the batches streamed so far (``core.health``), keyed by layer
+    path (``path:part`` for a layer's other outputs and complex parts)."""
+
+    batches: int
+    records: dict[str, LayerHealth]
+
+
+@dataclass
 class BatchSizeReduced(EngineEvent):
     old: int
     new: int
@@ -74,6 +84,7 @@ class RunResult:
     intensity_scale: float | None = None
     notes: list[str] = field(default_factory=list)
     first_patch: FirstPatch | None = None
+    layer_health: dict[str, LayerHealth] | None = None  # live layer health (not in the RUN object)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,7 +198,7 @@ class DiagnosisFinished(EngineEvent):
 
 EVENT_TYPES = {cls.__name__: cls for cls in
                (RunStarted, BatchDone, FirstPatch, BatchSizeReduced, RunFinished, RunCancelled,
-                RunFailed, MetricsDone)}
+                RunFailed, MetricsDone, LayerHealthUpdate)}
 
 
 def _encode_array(array: np.ndarray) -> str:
@@ -209,6 +220,8 @@ def event_to_dict(event: EngineEvent) -> dict[str, Any]:
             value = records_to_dict(value)
         elif isinstance(event, FirstPatch) and f.name in ("inputs", "outputs"):
             value = {k: _encode_array(v) for k, v in value.items()}
+        elif isinstance(event, LayerHealthUpdate) and f.name == "records":
+            value = health_to_dict(value)
         elif isinstance(value, RunResult):
             value = value.to_dict()
         out[f.name] = value
@@ -224,6 +237,8 @@ def event_from_dict(data: dict[str, Any]) -> EngineEvent:
     elif cls is FirstPatch:
         kwargs["inputs"] = {k: _decode_array(v) for k, v in kwargs["inputs"].items()}
         kwargs["outputs"] = {k: _decode_array(v) for k, v in kwargs["outputs"].items()}
+    elif cls is LayerHealthUpdate:
+        kwargs["records"] = health_from_dict(kwargs["records"])
     elif cls is RunFinished:
         kwargs["result"] = RunResult.from_dict(kwargs["result"])
     return cls(**kwargs)

@@ -349,3 +349,11 @@ def records_to_dict(records: Mapping[str, TensorStats]) -> dict[str, dict]:
 
 def records_from_dict(data: Mapping[str, Mapping[str, Any]]) -> dict[str, TensorStats]:
     return {name: TensorStats.from_dict(rec) for name, rec in data.items()}
+
+
+def output_count_tf(outputs: list):
+    """Outputs one call returned (a scalar tensor): the smallest leading dimension over the
+    model's outputs (1 for a scalar output)."""
+    tf = _tf()
+    counts = [tf.shape(t)[0] if t.shape.rank else tf.constant(1) for t in outputs]
+    return tf.reduce_min(tf.stack(counts)) if counts else tf.constant(0)

@@ -40,6 +40,7 @@ from ptytui.diagnosis.geometry import SplitGeometry, axes_check, coverage_check,
 from ptytui.diagnosis.hypotheses import BatchCouplingCheck, check_all
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.diagnosis.record import Diagnosis
+from ptytui.diagnosis.sample_collapse import sample_collapse_findings
 from ptytui.errors import Cancelled, InputError
 from ptytui.inputs.decisions import is_baseline_label, is_superseded_label
 from ptytui.inputs.models import input_roles
@@ -213,6 +214,7 @@ def _diagnose_split(run: _Pass, model: _ModelPass, plan) -> Iterator[EngineEvent
     result = yield from _streamed_run(run, plan, session.workspace.models[name].path)
     diagnosis.runs.append(result)
     yield from run.raised(rules.output_findings(result, model.label, model.baseline))
+    yield from run.raised(sample_collapse_findings(name, plan.split, result.layer_health, result.n_samples, label=model.label))
     primary = primary_output_stats(result.outputs)
     model.observed[plan.split] = primary.nonzero_fraction if primary is not None else math.nan
 

@@ -24,13 +24,14 @@ from ptytui.core.events import (
     RunResult,
     RunStarted,
 )
-from ptytui.core.stats import StatsAccumulator, reduce_named_tf
+from ptytui.core.stats import StatsAccumulator, output_count_tf, reduce_named_tf
 from ptytui.core.tfload import tf as _tf
 from ptytui.errors import InputError, one_line
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import DEFAULT_POSITION_MODE, POSITION_MODES
 from ptytui.running.batching import BatchCancelled, BatchFailed, BatchHalved, run_batches
 from ptytui.running.devices import DistributedStep
+from ptytui.running.layer_health import LiveLayerHealth
 
 CancelToken = threading.Event | Callable[[], bool] | None
 
@@ -124,14 +125,6 @@ def call_inputs(fed: dict):
     return next(iter(fed.values())) if len(fed) == 1 else fed
 
 
-def output_count_tf(outputs: list):
-    """Outputs one call returned (a scalar tensor): the smallest leading dimension over the
-    model's outputs (1 for a scalar output)."""
-    tf = _tf()
-    counts = [tf.shape(t)[0] if t.shape.rank else tf.constant(1) for t in outputs]
-    return tf.reduce_min(tf.stack(counts)) if counts else tf.constant(0)
-
-
 def output_count_message(returned: int, given: int, batch_size: int) -> str:
     """The one line for a call whose output count differs from its input count."""
     return (f"output-count-mismatch: the model returned {returned} output{'s' if returned != 1 else ''} "
@@ -196,7 +189,7 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                   batch_size: int = 64, indices: np.ndarray | None = None,
                   cancel: CancelToken = None, device: str = "cpu",
                   device_set=None, batch_note: str | None = None,
-                  requested_batch_size: int | None = None) -> Iterator[EngineEvent]:
+                  requested_batch_size: int | None = None, layer_health: bool = True) -> Iterator[EngineEvent]:
     """Stream one model over one split's groups; yield events, ending in RunFinished/Failed/Cancelled.
 
     ``indices`` restricts the run to those group indices (for shards and subsets); memory stays
@@ -206,6 +199,8 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
     Every call must return one output per input, else the run fails (``output_count_message``).
     ``batch_note`` says why ``batch_size`` is not ``requested_batch_size`` (``batch_choice``):
     it goes into the result's notes, announced by a BatchSizeReduced event.
+    ``layer_health`` records every layer's health on every batch (``running.layer_health``;
+    LayerHealthUpdate events, and ``RunResult.layer_health``).
     """
     split_name = split_name or getattr(split, "name", "data")
     group_ids = np.arange(len(grouping.indices)) if indices is None else np.asarray(indices)
@@ -217,9 +212,12 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
                      positions=positions, intensity_scale=scale, device=device)
     try:
         step = _compiled_step(loaded_model)
+        health = LiveLayerHealth(loaded_model, step, model_name, split_name) if layer_health else None
+        step = health or step
         if device_set is not None:
 
             step = DistributedStep(step, device_set)
+            step = health.across(step) if health is not None else step
     except Exception as exc:  # noqa: BLE001 - a model that cannot be traced is a failed run
         yield RunFailed(model_name, split_name, message=f"cannot compile the model: {one_line(exc)}")
         return
@@ -273,12 +271,16 @@ def run_inference(loaded_model, split, grouping, *, model_name: str, split_name:
         yield BatchDone(model_name, split_name, done=outcome.done, total=total,
                         inputs=input_records, outputs=output_records,
                         seconds=time.perf_counter() - started)
+        update = health.update(outcome.indices, last=outcome.done >= total) if health is not None else None
+        if update is not None:
+            yield update
     input_records, output_records = _split_records(accumulator.snapshot(), input_names)
     result = RunResult(
         model=model_name, split=split_name, positions=positions, n_samples=total, batches=batches,
         seconds=time.perf_counter() - started,
         inputs=input_records, outputs=output_records,
-        batch_size=batch_size, intensity_scale=scale, notes=notes, first_patch=first_patch)
+        batch_size=batch_size, intensity_scale=scale, notes=notes, first_patch=first_patch,
+        layer_health=health.records() if health is not None else None)
     yield RunFinished(model_name, split_name, result=result)
 
 

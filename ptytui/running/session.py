@@ -85,6 +85,7 @@ class Session:
         # A distribute.DeviceSet (``--devices all``): models load under its scope (variables
         # mirrored on every replica) and runs split each batch across its replicas.
         self.device_set = device_set
+        self.layer_health = True  # record every layer's health while runs stream (--no-layer-health)
         self._splits: dict[str, object] = {}
         self._groupings: dict[tuple[str, int], object] = {}
         self._models: dict[str, object] = {}
@@ -200,7 +201,7 @@ class Session:
                                  positions=plan.positions, intensity_scale=plan.intensity_scale,
                                  batch_size=choice.chosen, indices=ids, cancel=cancel,
                                  device_set=self.device_set, batch_note=choice.note(),
-                                 requested_batch_size=self.batch_size)
+                                 requested_batch_size=self.batch_size, layer_health=self.layer_health)
 
     def batch_choice(self, plan: RunPlan) -> BatchChoice:
         """The batch size a planned run streams at, probed once per model, split and feed."""
