@@ -202,3 +202,19 @@ def test_bad_input_raised_by_the_feed_is_one_line_without_a_traceback_dialog(mak
     assert not dialog
     assert "Traceback" not in text
     assert "an unreadable file (not a zip file)" in flat(text)
+
+
+def test_metrics_lead_with_a_side_by_side_summary_and_never_truncate_values(make_app, incident_events):
+    async def scenario(size):
+        app = make_app(initial_events=incident_events)
+        async with app.run_test(size=size) as pilot:
+            await pilot.press("4")
+            await pilot.pause()
+            return screen_text(app)
+
+    small = asyncio.run(scenario((80, 24)))
+    assert "summary (amplitude / phase)" in small.splitlines()[2]
+    assert "Baseline" in small and "SupervisedUNet " in small and "ePIE" in small
+    assert "…" not in small
+    large = asyncio.run(scenario((160, 50)))
+    assert "…" not in large and "amplitude_scale_factor" in large
