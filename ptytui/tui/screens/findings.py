@@ -49,15 +49,18 @@ def grouped_findings(state: WorkbenchState) -> list[tuple[str, int | None]]:
     still running) the findings are listed by severity, ungrouped."""
     verdict = state.verdict
     indexes = range(len(state.findings))
-    if verdict is None or not verdict.causes:
+    if verdict is None or not (verdict.causes or verdict.unexplained):
         return [("finding", i) for i in indexes]
     rows: list[tuple[str, int | None]] = []
+    if verdict.unexplained:  # the symptoms no mechanism explains come first: they are the problem
+        rows.append((f"unexplained: no measured mechanism ({len(verdict.unexplained)})", None))
+        rows += [("finding", i) for i in verdict.unexplained]
     for n, cause in enumerate(verdict.causes):
         members = [i for i in indexes if verdict.cause_of(i) == n]
         members.sort(key=lambda i: (i != cause.finding, i))  # the cause first, then its symptoms
         rows.append((f"cause {n + 1}: {cause_title(cause)} ({len(members)})", None))
         rows += [("finding", i) for i in members]
-    rest = [i for i in indexes if verdict.cause_of(i) is None]
+    rest = [i for i in indexes if verdict.cause_of(i) is None and i not in verdict.unexplained]
     if rest:
         rows.append((f"not explained by a cause ({len(rest)})", None))
         rows += [("finding", i) for i in rest]
@@ -77,7 +80,9 @@ def counterfactual_table(rows: list[dict[str, Any]]) -> Table | Text:
                   title_style="bold underline", box=None, padding=(0, 1), show_edge=False,
                   header_style="bold")
     for column in ("model", "split", "intervention", "before", "after"):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("before", "after") else "left")
+        numeric = column in ("before", "after")
+        table.add_column(column, no_wrap=True, justify="right" if numeric else "left",
+                         min_width=7 if numeric else None)  # "99.94%" whole, never "99.9…"
     for row in rows:
         before, after = row.get("nonzero_before"), row.get("nonzero_after")
         recovered = (isinstance(before, (int, float)) and isinstance(after, (int, float)) and after > before)

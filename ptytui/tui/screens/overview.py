@@ -233,7 +233,8 @@ class OverviewScreen(WorkbenchScreen):
         brief.border_title = "verdict" if verdict is None else f"verdict: {verdict.status}"
         for status in VERDICT_STATUS_STYLE:
             brief.set_class(verdict is not None and verdict.status == status, f"-{status}")
-        brief.border_subtitle = "f failing run · p its positions · d decide" if verdict is not None else ""
+        keys = "f failing run · p its positions · d decide" if state.failing_run() is not None else "d decide"
+        brief.border_subtitle = keys if verdict is not None else ""
 
     # ---- jumping to a run ------------------------------------------------------------------
     def _scroll_to(self, widget) -> None:
