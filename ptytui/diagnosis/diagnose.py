@@ -41,7 +41,7 @@ from ptytui.diagnosis.hypotheses import BatchCouplingCheck, check_all
 from ptytui.diagnosis.interventions import InterventionReport, primary_output_stats, run_interventions
 from ptytui.diagnosis.record import Diagnosis
 from ptytui.diagnosis.sample_collapse import sample_collapse_findings
-from ptytui.errors import Cancelled, InputError
+from ptytui.errors import Cancelled, InputError, one_line
 from ptytui.inputs.decisions import is_baseline_label, is_superseded_label
 from ptytui.inputs.models import input_roles
 from ptytui.inputs.workspace import load_workspace
@@ -66,6 +66,8 @@ class _Pass:
     intervention_samples: int
     batch_check_samples: int
     splits: dict[str, Any] = field(default_factory=dict)
+    on_bad_split: str = "raise"
+    unreadable: set[str] = field(default_factory=set)  # splits skipped with a split-unreadable finding
 
     def check_cancel(self) -> None:
         if is_cancelled(self.cancel):
@@ -101,7 +103,8 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
                     trust: bool = False, batch_size: int | None = None, session=None,
                     trace_samples: int = TRACE_SAMPLES,
                     intervention_samples: int = INTERVENTION_SAMPLES,
-                    batch_check_samples: int = BATCH_CHECK_SAMPLES) -> Iterator[EngineEvent]:
+                    batch_check_samples: int = BATCH_CHECK_SAMPLES,
+                    on_bad_split: str = "raise") -> Iterator[EngineEvent]:
     """Diagnose every model on every split of a workspace, yielding events as it goes.
 
     Yields the inference runner's events for each model x split (RunStarted, BatchDone, ...),
@@ -111,6 +114,9 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
     between steps), ``InputError`` for bad input (a split, a model that cannot run on it).
     A given ``session`` carries its own trust, seed, groups and batch size; the keyword
     arguments of the same names apply only when the diagnosis opens the workspace itself.
+    ``on_bad_split``: "raise" (the CLI: a split that cannot be read is bad input, exit 2) or
+    "report" (the workbench: a ``split-unreadable`` error finding with the one-line message, and
+    the diagnosis goes on with the readable splits).
     """
     started = time.perf_counter()
     if session is None:
@@ -124,7 +130,7 @@ def diagnose_events(workspace, *, cancel=None, n_groups: int | None = None, seed
     except Exception:  # noqa: BLE001 - the hash is a convenience for the decision log
         diagnosis.workspace_hash = None
     run = _Pass(session, diagnosis, cancel, session.seed, trace_samples, intervention_samples,
-                batch_check_samples)
+                batch_check_samples, on_bad_split=on_bad_split)
 
     yield from _check_data(run)
     for model_name in ws.models:
@@ -144,10 +150,20 @@ def _check_data(run: _Pass) -> Iterator[EngineEvent]:
     """Each split on its own (intensity, non-finite values, axes, coverage), then split against
     split (positions and normalization drift)."""
     names = list(run.session.workspace.splits)
-    for name in names:
+    for name in list(names):
         run.check_cancel()
         yield DiagnosisStage("", name, stage="data", message=f"checking split {name}")
-        split = run.session.split(name)
+        try:
+            split = run.session.split(name)
+        except InputError as exc:
+            if run.on_bad_split != "report":
+                raise
+            names.remove(name)
+            run.unreadable.add(name)
+            yield from run.raised(Finding("split-unreadable", "error", None, name, None,
+                                          f"split {name} skipped: {one_line(exc)}",
+                                          evidence={"split": name}))
+            continue
         run.splits[name] = split
         intensity = intensity_check(split)
         axes = axes_check(split, seed=run.seed)
@@ -199,7 +215,8 @@ def _diagnose_model(run: _Pass, model_name: str) -> Iterator[EngineEvent]:
     yield from run.raised(rules.scale_finding(model_name, loaded.intensity_scale,
                                               resolve_intensity_scale(loaded, setting), setting, model.label))
     for plan in session.plan(models=[model_name]):
-        yield from _diagnose_split(run, model, plan)
+        if plan.split not in run.unreadable:
+            yield from _diagnose_split(run, model, plan)
     yield from _across_splits(run, model)
     yield from _hypotheses(run, model)
 

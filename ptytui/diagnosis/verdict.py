@@ -24,6 +24,7 @@ from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE
 
 #: Findings that name a mechanism. The order is the order of precedence in the headline.
 CAUSE_IDS = (
+    "split-unreadable",
     "positions-off-canvas",
     "output-count-mismatch",
     "batch-coupling",

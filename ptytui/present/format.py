@@ -146,6 +146,37 @@ def flatten(evidence: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
+def evidence_rows(evidence: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """A finding's evidence as (key, display value) rows for an aligned two-column grid.
+
+    Nested dicts become dotted keys and a list of dicts one block per item (``reassembly.path``,
+    or ``reassembly[2].path`` when there are several); booleans read yes/no; a number under a key
+    that names a fraction reads as a percentage; lists of scalars are joined, at most 8 shown.
+    """
+    rows: list[tuple[str, str]] = []
+    if isinstance(evidence, Mapping):
+        for key, value in evidence.items():
+            rows.extend(evidence_rows(value, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(evidence, (list, tuple)) and evidence and all(isinstance(v, Mapping) for v in evidence):
+        for i, item in enumerate(evidence, start=1):
+            rows.extend(evidence_rows(item, prefix if len(evidence) == 1 else f"{prefix}[{i}]"))
+    else:
+        rows.append((prefix or "value", evidence_value(evidence, prefix)))
+    return rows
+
+
+def evidence_value(value: Any, key: str = "") -> str:
+    """One evidence value for reading: yes/no, percentages for fractions, numbers compact."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (int, float)) and "fraction" in key.lower():
+        return percent(value)
+    if isinstance(value, (list, tuple)):
+        shown = ", ".join(evidence_value(v, key) for v in value[:8])
+        return shown + (f", ... ({len(value)} in all)" if len(value) > 8 else "") if value else "none"
+    return value_text(value)
+
+
 def value_text(value: Any) -> str:
     """A short display of an evidence value (fractions as numbers, lists shortened)."""
     if isinstance(value, float):

@@ -23,10 +23,17 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
 from ptytui.errors import one_line
+from ptytui.inputs.decisions import read_decision_log
 from ptytui.tui.decision_log import DecisionRecorder, recorder_for
 from ptytui.tui.feeds import EngineFeed
 from ptytui.tui.first_frame import write_first_frame_record
-from ptytui.tui.messages import DecisionConfirmed, EngineEventsReady, EngineFeedEnded, ExportRequested
+from ptytui.tui.messages import (
+    DecideRequested,
+    DecisionConfirmed,
+    EngineEventsReady,
+    EngineFeedEnded,
+    ExportRequested,
+)
 from ptytui.tui.screens.base import EVERYTHING, SCREENS, WorkbenchScreen, freeze_heap
 from ptytui.tui.state import WorkbenchState
 from ptytui.tui.worker import FeedRun, ThreadsInside, run_feed, write_export
@@ -106,6 +113,11 @@ class WorkbenchApp(App[int]):
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self.first_frame_file = Path(first_frame_file) if first_frame_file else None
         self.state = WorkbenchState()
+        self.decision_warnings: list[str] = []
+        if self.session_dir is not None:  # decisions taken before (here or with `ptytui decide`)
+            log = read_decision_log(self.session_dir)
+            self.state.load_decisions(log.decisions)
+            self.decision_warnings = log.warnings
         self._initial_events = list(initial_events)
         self._run = FeedRun(generation=0)  # the current (or last) run of the feed
         # Threads still inside the feed or the writer, for run_workbench once the app has closed.
@@ -119,6 +131,8 @@ class WorkbenchApp(App[int]):
     # ---- start-up --------------------------------------------------------------------------
     def on_mount(self) -> None:
         self._apply_wide_classes(self.size.width)
+        for warning in self.decision_warnings:
+            self.notify(warning, title="decision log", severity="warning", timeout=10)
         if self._initial_events:  # a replay applied synchronously (snapshot tests, screenshots)
             self.state.feed_status = "loading"
             self.apply_events(self._initial_events)
@@ -206,9 +220,10 @@ class WorkbenchApp(App[int]):
             self.state.feed_error = message.error
             self.state.end_running_runs("failed", message.error)
             self.notify(message.error, title="engine error", severity="error", timeout=10)
-            from ptytui.tui.screens.help import ErrorScreen  # noqa: PLC0415 - first frame: loaded when shown
+            if message.details:  # bad input is its one line (status line); a bug gets its traceback
+                from ptytui.tui.screens.help import ErrorScreen  # noqa: PLC0415 - first frame: loaded when shown
 
-            self.push_screen(ErrorScreen(message.error, message.details))
+                self.push_screen(ErrorScreen(message.error, message.details))
         elif message.cancelled:
             self.state.feed_status = "cancelled"
             self.state.end_running_runs("cancelled")
@@ -349,6 +364,9 @@ class WorkbenchApp(App[int]):
     def _jump_to_collapse(self) -> None:
         self.switch_mode("layers")
         self.call_after_refresh(lambda: self.screen.run_action("first_collapse"))
+
+    def on_decide_requested(self, message: DecideRequested) -> None:
+        self._go_decide()
 
     def _go_decide(self) -> None:
         self.switch_mode("findings")

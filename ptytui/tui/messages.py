@@ -46,3 +46,7 @@ class DecisionConfirmed(Message):
 
 class ExportRequested(Message):
     """The Export screen asks for the report and artifacts to be written (key `w`)."""
+
+
+class DecideRequested(Message):
+    """A screen asks for the decision panel (the Overview's `d`): the app switches to Findings."""

@@ -21,6 +21,7 @@ Accepted events and the fields read (beyond ``model`` and ``split``):
 - ``HypothesisTested``: name, test, verdict ("supported" | "rejected" | "inconclusive"), evidence
 - ``DiagnosisStage``: stage, message (what the diagnosis does now, for the status line)
 - ``DiagnosisFinished``: findings (optional full list), hypotheses (optional), seconds
+- ``RunsPlanned``: runs ([model, split] pairs the feed will run; the status line counts them)
 - ``MetricsDone``: metrics = {"rows": [{model, metric, amplitude, phase, value}],
   "frc": [{model, frequency_bin, amplitude_frc, phase_frc}], "flags": [{model, flag, message}]}
 """
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from ptytui.core.findings import SEVERITIES, severity_rank
+from ptytui.diagnosis.verdict import Verdict, build_verdict
 
 if TYPE_CHECKING:  # numpy and the stats record load with the first event, not the first frame
     import numpy as np
@@ -41,6 +43,8 @@ if TYPE_CHECKING:  # numpy and the stats record load with the first event, not t
 
 RunKey = tuple[str, str]
 PARTS = ("runs", "cards", "traces", "positions", "findings", "metrics", "status", "decisions")
+#: The finding the diagnosis raises for a split it cannot read (the other splits still run).
+UNREADABLE_SPLIT = "split-unreadable"
 
 
 class RecordedEvent:
@@ -164,6 +168,10 @@ class WorkbenchState:
     counterfactuals: list[dict[str, Any]] = field(default_factory=list)
     hypotheses: list[dict[str, Any]] = field(default_factory=list)
     metrics: MetricsView | None = None
+    # The root cause, derived from findings and hypotheses when the diagnosis finishes (None
+    # while it runs: a verdict on half the findings would name a symptom's cause too early).
+    verdict: Verdict | None = None
+    planned: list[RunKey] = field(default_factory=list)  # every model x split the feed will run
     diagnosis_seconds: float | None = None
     decisions: list[dict[str, Any]] = field(default_factory=list)
     # Feed: idle (nothing started) | loading (started, no event yet) | running | done |
@@ -377,6 +385,7 @@ class WorkbenchState:
         self.findings.append(finding)
         # Stable sort: severity first, arrival order within a severity.
         self.findings.sort(key=lambda f: severity_rank(f.get("severity")))
+        self.verdict = None  # a finding after the end (a replay out of order) voids the verdict
         if finding.get("id") == "counterfactual-recovers":
             evidence = finding.get("evidence") or {}
             self._add_counterfactual({
@@ -427,7 +436,16 @@ class WorkbenchState:
             self._add_hypothesis(_as_dict(hypothesis))
         seconds = _field(event, "seconds")
         self.diagnosis_seconds = float(seconds) if seconds is not None else None
+        # The same function as `diagnose` on the same finding dicts, so the workbench and the
+        # headless diagnosis name the same cause; indexes refer to self.findings.
+        self.verdict = build_verdict(self.findings, self.hypotheses)
         return {"findings"}
+
+    def _on_RunsPlanned(self, event) -> set[str]:
+        self.planned = [(str(model), str(split)) for model, split in _field(event, "runs", []) or []]
+        for model, split in self.planned:
+            self.run(model, split)
+        return {"runs"}
 
     def _on_MetricsDone(self, event) -> set[str]:
         metrics = _as_dict(_field(event, "metrics")) or {}
@@ -451,6 +469,37 @@ class WorkbenchState:
         names = [s for _, s in self.runs] + [s for _, s in self.traces] + [s for _, s in self.positions]
         return list(dict.fromkeys(names))
 
+    def load_decisions(self, decisions: Iterable[Mapping[str, Any]]) -> set[str]:
+        """Decisions read from the session's log (oldest first): the last one is current."""
+        self.decisions = [dict(d) for d in decisions]
+        return self.touch({"decisions"})
+
+    @property
+    def current_decision(self) -> dict[str, Any] | None:
+        return self.decisions[-1] if self.decisions else None
+
+    def input_errors(self) -> list[str]:
+        """One line per input the engine could not read (a bad split), to show whole."""
+        return [str(f.get("summary", "")) for f in self.findings if f.get("id") == UNREADABLE_SPLIT]
+
+    def failing_run(self) -> RunKey | None:
+        """The run the verdict's first cause names (its model on the split where it shows worst),
+        else the first failed run or the run with the emptiest output."""
+        if self.verdict is not None and self.verdict.causes:
+            cause = self.verdict.causes[0]
+            keys = [k for k in self.runs if k[0] == cause.model]
+            if (cause.model, cause.split) in self.runs:
+                return (cause.model, cause.split)
+            if keys:
+                return keys[0]
+        failed = [k for k, r in self.runs.items() if r.status == "failed"]
+        if failed:
+            return failed[0]
+        measured = [(r.output_nonzero_fraction(), k) for k, r in self.runs.items()
+                    if r.output_nonzero_fraction() is not None]
+        low = min(measured, default=None)
+        return low[1] if low is not None and low[0] < 0.5 else None
+
     def severity_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(SEVERITIES, 0)
         for finding in self.findings:
@@ -465,6 +514,7 @@ class WorkbenchState:
             return "loading TensorFlow and the models... (the first numbers appear when a run starts)"
         running = [r for r in self.runs.values() if r.status == "running"]
         finished = sum(r.status == "finished" for r in self.runs.values())
+        planned = len(set(self.planned) | set(self.runs))
         counts = self.severity_counts()
         findings = (f"{counts['error']} error, {counts['warning']} warning, {counts['info']} info"
                     if self.findings else "no findings yet")
@@ -474,12 +524,14 @@ class WorkbenchState:
                 where = f"running {run.model} x {run.split} {run.done}/{run.total}"
             else:
                 where = f"diagnosing: {self.stage}" if self.stage else "diagnosing"
-            return f"{where} · {finished}/{len(self.runs)} runs done · {findings}"
+            return f"{where} · {finished}/{planned} runs done · {findings}"
         if self.feed_status == "cancelled":
-            return f"cancelled · {finished}/{len(self.runs)} runs done · press r to run again"
+            return f"cancelled · {finished}/{planned} runs done · press r to run again"
         if self.feed_status == "failed":
             return f"engine error: {self.feed_error} · press r to retry"
-        return f"done · {finished}/{len(self.runs)} runs · {findings}"
+        errors = self.input_errors()
+        unread = f" · {len(errors)} input unreadable: " + "; ".join(errors) if errors else ""
+        return f"done · {finished}/{planned} runs · {findings}{unread}"
 
 
 def _as_preview(preview: Any) -> tuple[str, np.ndarray] | None:

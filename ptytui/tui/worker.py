@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 from textual.message import Message
 from textual.worker import get_current_worker
 
-from ptytui.errors import Cancelled, one_line
+from ptytui.errors import Cancelled, PtytuiError, one_line
 from ptytui.tui.feeds import EngineFeed, EventBatcher
 from ptytui.tui.messages import EngineEventsReady, EngineFeedEnded
 
@@ -121,8 +121,9 @@ def consume_feed(feed: EngineFeed, run: FeedRun, post: Callable[[Message], objec
         if run.cancel.is_set() or isinstance(exc, Cancelled):  # the engine's way to stop when asked
             post(EngineFeedEnded(run.generation, cancelled=True))
         else:
-            post(EngineFeedEnded(run.generation, cancelled=False, error=one_line(exc),
-                                 details=traceback.format_exc(limit=8)))
+            # ptytui's own errors (bad input) word themselves in one line; a traceback is for bugs.
+            details = "" if isinstance(exc, PtytuiError) else traceback.format_exc(limit=8)
+            post(EngineFeedEnded(run.generation, cancelled=False, error=one_line(exc), details=details))
         return
     finally:
         close = getattr(events, "close", None)

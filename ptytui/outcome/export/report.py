@@ -10,6 +10,7 @@ from typing import Iterable
 
 from ptytui import __version__
 from ptytui.core.findings import severity_rank
+from ptytui.diagnosis.verdict import Verdict, build_verdict
 from ptytui.inputs.decisions import OPTIONS, is_superseded_label, key_numbers
 from ptytui.outcome.export.gather import FAILING_NONZERO_BELOW, ReportInputs, fed_positions, primary_output
 from ptytui.outcome.export.markdown import code, md_escape, number, percent
@@ -48,6 +49,14 @@ def finding_numbers(finding: dict, limit: int = 6) -> str:
     numbers = key_numbers(finding.get("evidence") or {})
     parts = [f"{md_escape(k)} = {number(v)}" for k, v in list(numbers.items())[:limit]]
     return "; ".join(parts) if parts else "–"
+
+
+def verdict_of(inputs: ReportInputs) -> Verdict | None:
+    """The diagnosis's root-cause verdict (the same function as `diagnose` on the same findings
+    and hypotheses), or None without a diagnosis."""
+    if inputs.diagnosis is None:
+        return None
+    return build_verdict(inputs.findings, inputs.diagnosis.get("hypotheses") or [])
 
 
 def _errors(inputs: ReportInputs) -> list[dict]:
@@ -111,7 +120,16 @@ def summary_section(inputs: ReportInputs) -> list[str]:
     """Status, the diagnosis's error findings (or the measured failures without a diagnosis)
     and the amplitude SSIM per model."""
     status, sentence = status_line(inputs)
-    lines = [f"- **Status: {md_escape(status)}.** {sentence}"]
+    lines = []
+    verdict = verdict_of(inputs)
+    if verdict is not None:  # the cause first: what the reader came for
+        lines.append(f"- **Verdict: {md_escape(verdict.status)}.** {md_escape(verdict.headline)}")
+        for cause in verdict.causes:
+            if cause.fixes:
+                fix = cause.fixes[0]
+                lines.append(f"  - Suggested for {md_escape(cause.id)}: {code(fix.command)}"
+                             + (f" ({md_escape(fix.evidence)})" if fix.evidence else ""))
+    lines.append(f"- **Status: {md_escape(status)}.** {sentence}")
     findings = inputs.findings
     if inputs.diagnosis is None:
         lines.append(f"- The diagnosis was {md_escape(inputs.diagnosis_note)}. No finding or cause is claimed; "
@@ -273,34 +291,46 @@ def hypotheses_lines(inputs: ReportInputs) -> list[str]:
 
 
 def root_cause_section(inputs: ReportInputs) -> list[str]:
-    """The geometric cause (predicted visible against observed nonzero fraction per split) when
-    the diagnosis found one, else the top error finding; nothing claimed without a diagnosis."""
-    if inputs.diagnosis is None:
+    """The verdict: per cause its summary, the predicted against observed fraction per split when
+    the cause predicts one, the chain from cause to symptoms and the fixes ranked by evidence;
+    then what was ruled out and why. A finding whose prediction failed is never named as the
+    cause (the verdict rules it out); nothing is claimed without a diagnosis."""
+    verdict = verdict_of(inputs)
+    if verdict is None:
         return [f"Not established: the diagnosis was {md_escape(inputs.diagnosis_note)}."]
-    geometric = [f for f in inputs.findings if f.get("id") == "positions-off-canvas"]
-    lines: list[str] = []
-    for finding in geometric:
-        evidence = finding.get("evidence") or {}
-        predicted = evidence.get("predicted_visible_fraction") or {}
-        observed = evidence.get("observed_nonzero_fraction") or {}
-        lines += [f"{md_escape(finding.get('summary'))} ({md_escape(finding.get('model') or '-')})", ""]
-        if isinstance(predicted, dict) or isinstance(observed, dict):
-            predicted = predicted if isinstance(predicted, dict) else {}
-            observed = observed if isinstance(observed, dict) else {}
+    findings = inputs.findings
+    if verdict.status == "healthy":
+        return ["No error finding: no root cause to state."]
+    lines: list[str] = [f"**Verdict: {md_escape(verdict.status)}.** {md_escape(verdict.headline)}", ""]
+    for n, cause in enumerate(verdict.causes, start=1):
+        lines += [f"### Cause {n}: {md_escape(cause.id)} ({md_escape(cause.model or cause.split or '-')})", "",
+                  md_escape(cause.summary), ""]
+        if cause.prediction:
+            predicted, observed = cause.prediction["predicted"], cause.prediction["observed"]
             lines += ["| split | predicted visible fraction (geometry) | observed nonzero fraction |", "|---|---|---|"]
             for split in sorted(set(predicted) | set(observed)):
                 lines.append(f"| {md_escape(split)} | {percent(predicted.get(split))} | {percent(observed.get(split))} |")
-        else:
-            lines.append(f"Predicted visible fraction {percent(predicted)}, observed nonzero fraction "
-                         f"{percent(observed)}.")
+            lines.append("")
+        lines += ["Chain, from the cause to its symptoms:", ""]
+        for link in cause.chain:
+            if link.finding is not None:
+                mark = "**cause**" if link.finding == cause.finding else "then"
+                lines.append(f"1. {mark}: {md_escape(link.text)}"
+                             + (f" ({finding_numbers(findings[link.finding], limit=4)})"
+                                if link.finding < len(findings) else ""))
+        if cause.fixes:
+            lines += ["", "Fixes, ranked by evidence:", ""]
+            for fix in cause.fixes:
+                lines.append(f"1. {code(fix.command)}: {md_escape(fix.description)}"
+                             + (f" ({md_escape(fix.evidence)})" if fix.evidence else ""))
         lines.append("")
-    if not geometric:
-        errors = _errors(inputs)
-        if not errors:
-            return ["No error finding: no root cause to state."]
-        top = errors[0]
-        lines += [f"Top error finding {md_escape(top.get('id'))} ({_where(top)}): {md_escape(top.get('summary'))}",
-                  "", f"Evidence: {finding_numbers(top, limit=10)}"]
+    for i in verdict.unexplained:
+        lines.append(f"- Unexplained ({_where(findings[i])}): {md_escape(findings[i].get('summary'))}")
+    if verdict.ruled_out:
+        lines += ["", "Ruled out:", ""]
+        for ruled in verdict.ruled_out:
+            lines.append(f"- {md_escape(ruled.get('name'))} ({md_escape(ruled.get('model') or '-')}): "
+                         f"{md_escape(ruled.get('why'))}")
     return lines
 
 

@@ -49,15 +49,23 @@ class NavBar(Static):
 
 
 class StatusLine(Static):
-    """What the engine is doing now: loading TensorFlow, running model x split, done, failed."""
+    """What the engine is doing now: loading TensorFlow, running model x split, done, failed.
+
+    One line, cut with an ellipsis; an engine error or an unreadable input is shown whole
+    (wrapped over as many lines as it takes): that message is what the user must act on.
+    """
 
     def show(self, state: WorkbenchState) -> None:
+        whole = state.feed_status == "failed" or bool(state.input_errors())
         self.set_class(state.feed_status == "loading", "-loading")
-        self.set_class(state.feed_status == "failed", "-failed")
-        self.set_class(state.feed_status == "running", "-running")
+        self.set_class(whole, "-failed")
+        self.set_class(state.feed_status == "running" and not whole, "-running")
         prefix = {"loading": "⧗ ", "running": "▶ ", "done": "■ ", "failed": "✗ ", "cancelled": "■ "}
-        self.update(Text(prefix.get(state.feed_status, "") + state.summary_line(), no_wrap=True,
-                         overflow="ellipsis"), layout=False)  # one line, fixed height: repaint only
+        text = Text(prefix.get(state.feed_status, "") + state.summary_line(), no_wrap=not whole,
+                    overflow="fold" if whole else "ellipsis")
+        # Fixed height: repaint only; a whole message may change the height, so lay out again.
+        self.update(text, layout=whole or self.has_class("-whole"))
+        self.set_class(whole, "-whole")
 
 
 class WorkbenchFooter(Footer):

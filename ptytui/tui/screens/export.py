@@ -26,8 +26,20 @@ NO_ENGINE = ("nothing to export from: this session has no workspace (a replayed 
 
 def report_preview(state: WorkbenchState, workspace: str) -> str:
     """A Markdown preview of the report from the session's results."""
-    lines = [f"# ptytui report: {workspace or 'workspace'}", ""]
-    lines += ["## Runs", ""]
+    lines = [f"# ptytui report: {workspace or 'workspace'}", "", "## Summary", ""]
+    verdict = state.verdict
+    if verdict is None:
+        lines.append("_no verdict yet: the diagnosis has not finished_")
+    else:
+        lines.append(f"- **Verdict: {verdict.status}.** {verdict.headline}")
+        for cause in verdict.causes:
+            if cause.fixes:
+                fix = cause.fixes[0]
+                lines.append(f"- Suggested for {cause.id}: `{fix.command}`"
+                             + (f" ({fix.evidence})" if fix.evidence else ""))
+    current = state.current_decision
+    lines.append(f"- Decision: `{current.get('option')}`" if current else "- Decision: none recorded yet")
+    lines += ["", "## Runs", ""]
     if state.runs:
         lines += ["| model | split | positions | groups | output nonzero | status |",
                   "|---|---|---|---|---|---|"]
@@ -46,9 +58,11 @@ def report_preview(state: WorkbenchState, workspace: str) -> str:
         lines.append("_no findings yet_")
     lines += ["", "## Decisions", ""]
     if state.decisions:
-        for decision in state.decisions:
+        for n, decision in enumerate(reversed(state.decisions)):
             fix = f" ({decision['intervention']})" if decision.get("intervention") else ""
-            lines.append(f"- `{decision.get('option')}`{fix}: {decision.get('rationale', '')}")
+            when = str(decision.get("when") or "")[:16].replace("T", " ")
+            lines.append(f"- {'**current**' if n == 0 else 'earlier'} {when} `{decision.get('option')}`{fix}: "
+                         f"{decision.get('rationale', '')}")
     else:
         lines.append("_no decision recorded yet_")
     lines += ["", "## Metrics", "", "_metrics not computed yet_" if state.metrics is None else

@@ -1,4 +1,5 @@
-"""Findings and decision: findings ranked by severity with their evidence, the counterfactual
+"""Findings and decision: the verdict's chain and fixes, findings grouped under the cause they are
+symptoms of (the rest apart) with their evidence, the counterfactual
 re-runs, the incident report's hypotheses with test and verdict, and the decision panel (option,
 intervention, rationale, confirm) whose confirmed decision the app appends to the session's log."""
 
@@ -17,6 +18,7 @@ from textual.widgets.option_list import Option
 
 from ptytui.inputs.decisions import DECISION_OPTIONS, OPTION_DESCRIPTIONS
 from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, VERDICT_STYLE, percent, value_text
+from ptytui.present.verdict import cause_title, decision_text, verdict_detail
 from ptytui.tui.messages import DecisionConfirmed
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import WorkbenchState
@@ -41,6 +43,30 @@ def finding_prompt(finding: Mapping[str, Any]) -> Text:
     return text
 
 
+def grouped_findings(state: WorkbenchState) -> list[tuple[str, int | None]]:
+    """The list's rows in order: ("header", None) rows naming a cause or "the rest", and
+    ("finding", index into state.findings) rows under them. Without a verdict (the diagnosis
+    still running) the findings are listed by severity, ungrouped."""
+    verdict = state.verdict
+    indexes = range(len(state.findings))
+    if verdict is None or not (verdict.causes or verdict.unexplained):
+        return [("finding", i) for i in indexes]
+    rows: list[tuple[str, int | None]] = []
+    if verdict.unexplained:  # the symptoms no mechanism explains come first: they are the problem
+        rows.append((f"unexplained: no measured mechanism ({len(verdict.unexplained)})", None))
+        rows += [("finding", i) for i in verdict.unexplained]
+    for n, cause in enumerate(verdict.causes):
+        members = [i for i in indexes if verdict.cause_of(i) == n]
+        members.sort(key=lambda i: (i != cause.finding, i))  # the cause first, then its symptoms
+        rows.append((f"cause {n + 1}: {cause_title(cause)} ({len(members)})", None))
+        rows += [("finding", i) for i in members]
+    rest = [i for i in indexes if verdict.cause_of(i) is None and i not in verdict.unexplained]
+    if rest:
+        rows.append((f"not explained by a cause ({len(rest)})", None))
+        rows += [("finding", i) for i in rest]
+    return rows
+
+
 def fraction_text(value: Any) -> str:
     if isinstance(value, Mapping):
         return ", ".join(f"{k} {fraction_text(v)}" for k, v in value.items())
@@ -54,7 +80,9 @@ def counterfactual_table(rows: list[dict[str, Any]]) -> Table | Text:
                   title_style="bold underline", box=None, padding=(0, 1), show_edge=False,
                   header_style="bold")
     for column in ("model", "split", "intervention", "before", "after"):
-        table.add_column(column, no_wrap=True, justify="right" if column in ("before", "after") else "left")
+        numeric = column in ("before", "after")
+        table.add_column(column, no_wrap=True, justify="right" if numeric else "left",
+                         min_width=7 if numeric else None)  # "99.94%" whole, never "99.9…"
     for row in rows:
         before, after = row.get("nonzero_before"), row.get("nonzero_after")
         recovered = (isinstance(before, (int, float)) and isinstance(after, (int, float)) and after > before)
@@ -100,6 +128,7 @@ def suggested_intervention(findings: list[dict[str, Any]]) -> str:
 
 class FindingsScreen(WorkbenchScreen):
     MODE = "findings"
+    AUTO_FOCUS = "#finding-list"  # arrows move the selection on arrival
     BINDINGS = [Binding("d", "focus_decision", "Decide", tooltip="go to the decision panel"),
                 Binding("f", "focus_findings", "Findings list", tooltip="go to the findings list")]
 
@@ -110,6 +139,7 @@ class FindingsScreen(WorkbenchScreen):
                 yield OptionList(id="finding-list")
                 yield FindingCard(id="finding-card")
             with Vertical(id="findings-right", classes="column"):
+                yield Static("", id="verdict-detail")
                 yield Static("", id="counterfactuals")
                 yield Static("", id="hypotheses")
                 with Vertical(id="decision"):
@@ -125,6 +155,7 @@ class FindingsScreen(WorkbenchScreen):
 
     def setup_body(self) -> None:
         self._shown_findings: list[dict[str, Any]] = []
+        self._rows: list[tuple[str, int | None]] = []
         self.query_one("#decision", Vertical).border_title = "decision (d)"
 
     def update_body(self, state: WorkbenchState, changed) -> None:
@@ -135,11 +166,14 @@ class FindingsScreen(WorkbenchScreen):
 
     def _show_findings(self, state: WorkbenchState) -> None:
         options = self.query_one("#finding-list", OptionList)
-        highlighted = options.highlighted
+        previous = self._finding_at(options.highlighted)
+        self._rows = grouped_findings(state)
         self._shown_findings = list(state.findings)
         options.clear_options()
-        options.add_options([Option(finding_prompt(f), id=f"finding-{i}")
-                             for i, f in enumerate(self._shown_findings)])
+        options.add_options([
+            Option(finding_prompt(self._shown_findings[i]), id=f"finding-{i}") if i is not None else
+            Option(Text(label, style="bold underline"), id=f"group-{n}", disabled=True)
+            for n, (label, i) in enumerate(self._rows)])
         options.display = bool(self._shown_findings)
         empty = self.query_one("#findings-empty", Static)
         empty.display = not self._shown_findings
@@ -147,40 +181,48 @@ class FindingsScreen(WorkbenchScreen):
             empty.update("no findings: run the workspace (r) and the diagnosis lists them here")
         else:
             empty.update("no findings yet: the diagnosis runs after the statistics and the trace")
-        if self._shown_findings:
-            options.highlighted = min(highlighted or 0, len(self._shown_findings) - 1)
+        rows = [n for n, (_, i) in enumerate(self._rows) if i is not None]
+        if rows:
+            same = [n for n in rows if self._shown_findings[self._rows[n][1]] is previous]
+            options.highlighted = same[0] if same else rows[0]
         card = self.query_one(FindingCard)
         card.display = bool(self._shown_findings)
-        card.show(self._shown_findings[options.highlighted]
-                  if self._shown_findings and options.highlighted is not None else None)
+        card.show(self._finding_at(options.highlighted))
         counts = state.severity_counts()
         options.border_title = (f"findings: {counts['error']} error, {counts['warning']} warning, "
                                 f"{counts['info']} info")
+        self.query_one("#verdict-detail", Static).update(verdict_detail(state.verdict, state.findings))
         self.query_one("#counterfactuals", Static).update(counterfactual_table(state.counterfactuals))
         self.query_one("#hypotheses", Static).update(hypotheses_table(state.hypotheses))
         intervention = self.query_one("#intervention", Input)
         if not intervention.value:
             intervention.value = suggested_intervention(self._shown_findings)
 
+    def _finding_at(self, row: int | None) -> dict[str, Any] | None:
+        """The finding shown on list row ``row`` (None for a group header or no row)."""
+        if row is None or not 0 <= row < len(self._rows) or self._rows[row][1] is None:
+            return None
+        return self._shown_findings[self._rows[row][1]]
+
     def _show_decisions(self, state: WorkbenchState) -> None:
         log = self.query_one("#decision-log", Static)
-        if not state.decisions:
-            log.update(Text("no decision recorded yet", style="dim"))
-            return
-        text = Text("recorded: ", style="bold")
-        for i, decision in enumerate(state.decisions):
-            if i:
-                text.append(" · ")
-            text.append(str(decision.get("option")), style="green")
-            if decision.get("intervention"):
-                text.append(f" ({decision['intervention']})")
+        text = decision_text(state.current_decision)
+        current = state.current_decision
+        if current and current.get("rationale"):
+            text.append(f"\n  why: {current['rationale']}", style="italic")
+        if len(state.decisions) > 1:
+            text.append("\nhistory (newest first):", style="bold")
+            for decision in reversed(state.decisions[:-1]):
+                when = str(decision.get("when") or "")[:16].replace("T", " ")
+                text.append(f"\n  {when}  {decision.get('option')}"
+                            + (f" ({decision['intervention']})" if decision.get("intervention") else ""))
         log.update(text)
 
     @on(OptionList.OptionHighlighted, "#finding-list")
     def _finding_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        index = event.option_index
-        if 0 <= index < len(self._shown_findings):
-            self.query_one(FindingCard).show(self._shown_findings[index])
+        finding = self._finding_at(event.option_index)
+        if finding is not None:
+            self.query_one(FindingCard).show(finding)
 
     @on(Button.Pressed, "#confirm")
     def _confirm_pressed(self) -> None:

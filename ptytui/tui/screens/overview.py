@@ -1,4 +1,6 @@
-"""Overview: per model x split the progress, live input/output statistics, the output's nonzero
+"""Overview: the root-cause verdict first (status, cause, its numbers, the suggested decision),
+then the runs table (a cursor: enter shows a run's panel; f the failing run's, p its positions
+against the canvas); per model x split the progress, live input/output statistics, the output's nonzero
 trend, the first patch as half-block images; then the model cards and the positions per split
 against each model's reassembly canvas."""
 
@@ -10,11 +12,15 @@ from rich.console import Group
 from rich.progress_bar import ProgressBar as RichProgressBar
 from rich.table import Table
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, ItemGrid, Vertical, VerticalScroll
 from textual.widgets import DataTable, Sparkline, Static
 
 from ptytui.present.format import HEALTH_STYLE, percent, stats_health
+from ptytui.present.verdict import VERDICT_STATUS_STYLE, verdict_brief
+from ptytui.tui.messages import DecideRequested
 from ptytui.tui.screens.base import WorkbenchScreen
 from ptytui.tui.state import RunKey, RunView, WorkbenchState
 from ptytui.tui.widgets.patch_image import PatchStrip
@@ -131,11 +137,18 @@ def card_renderable(model: str, card: Mapping[str, Any]) -> Group:
 
 class OverviewScreen(WorkbenchScreen):
     MODE = "overview"
-    BINDINGS = []
+    AUTO_FOCUS = "#runs-summary"  # arrows move the runs cursor at once, enter shows the panel
+    BINDINGS = [
+        Binding("f", "failing_run", "Failing run", tooltip="the panel of the run the verdict names"),
+        Binding("p", "failing_positions", "Its positions",
+                tooltip="the failing run's positions against its canvas"),
+        Binding("d", "decide", "Decide", tooltip="the decision panel (Findings screen)"),
+    ]
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="overview-body", classes="body"):
-            yield DataTable(id="runs-summary", cursor_type="row", show_cursor=False)
+            yield Static("", id="verdict-brief")
+            yield DataTable(id="runs-summary", cursor_type="row")
             yield Static("", id="runs-empty", classes="empty-slot")
             yield ItemGrid(id="run-panels", min_column_width=78)
             yield Static("Models", classes="section-title")
@@ -151,8 +164,12 @@ class OverviewScreen(WorkbenchScreen):
         self._panels: dict[RunKey, RunPanel] = {}
         self._cards: dict[str, Static] = {}
         self._grids: dict[RunKey, PositionsGrid] = {}
+        # Focusing the runs table scrolls it into view; the verdict above it is what comes first.
+        self.call_after_refresh(self.query_one("#overview-body", VerticalScroll).scroll_home, animate=False)
 
     def update_body(self, state: WorkbenchState, changed) -> None:
+        if changed & {"findings", "decisions", "status"}:
+            self._show_verdict(state)
         if "runs" in changed:
             self._show_runs(state)
         if "cards" in changed:
@@ -177,6 +194,7 @@ class OverviewScreen(WorkbenchScreen):
         self._set_summary_columns(["model", *(run.model for run in state.runs.values())],
                                   ["split", *(run.split for run in state.runs.values())])
         summary = self.query_one("#runs-summary", DataTable)
+        cursor = summary.cursor_row
         summary.clear()
         for key, run in state.runs.items():
             nonzero = run.output_nonzero_fraction()
@@ -186,6 +204,8 @@ class OverviewScreen(WorkbenchScreen):
                 run.model, run.split, run.positions or "-", f"{run.done}/{run.total}",
                 Text(percent(nonzero), style=HEALTH_STYLE[level] if level in ("error", "warning") else ""),
                 Text(run.status, style=STATUS_STYLE.get(run.status, "")), key=_key_id("row", key))
+        if state.runs:
+            summary.move_cursor(row=min(cursor, len(state.runs) - 1), scroll=False)
         empty = self.query_one("#runs-empty", Static)
         empty.display = not state.runs
         if not state.runs:
@@ -204,6 +224,54 @@ class OverviewScreen(WorkbenchScreen):
                 panel.show(run)
         for key in [k for k in self._panels if k not in state.runs]:
             self._panels.pop(key).remove()
+
+    def _show_verdict(self, state: WorkbenchState) -> None:
+        brief = self.query_one("#verdict-brief", Static)
+        verdict = state.verdict
+        brief.update(verdict_brief(verdict, state.current_decision,
+                                   running=state.feed_status in ("loading", "running")))
+        brief.border_title = "verdict" if verdict is None else f"verdict: {verdict.status}"
+        for status in VERDICT_STATUS_STYLE:
+            brief.set_class(verdict is not None and verdict.status == status, f"-{status}")
+        keys = "f failing run · p its positions · d decide" if state.failing_run() is not None else "d decide"
+        brief.border_subtitle = keys if verdict is not None else ""
+
+    # ---- jumping to a run ------------------------------------------------------------------
+    def _scroll_to(self, widget) -> None:
+        self.query_one("#overview-body", VerticalScroll).scroll_to_widget(widget, animate=False, top=True)
+
+    def show_run_panel(self, key: RunKey) -> bool:
+        """Scroll the run's panel to the top of the view; False when there is none."""
+        panel = self._panels.get(key)
+        if panel is None:
+            return False
+        self._scroll_to(panel)
+        return True
+
+    def action_failing_run(self) -> None:
+        key = self.shown_state.failing_run()
+        if key is None or not self.show_run_panel(key):
+            self.notify("no failing run: nothing the verdict names, no failed or empty run", severity="information")
+            return
+        rows = list(self.shown_state.runs)
+        self.query_one("#runs-summary", DataTable).move_cursor(row=rows.index(key), scroll=False)
+
+    def action_failing_positions(self) -> None:
+        key = self.shown_state.failing_run()
+        grid = self._grids.get(key) if key is not None else None
+        if grid is None:
+            self.notify("no positions measured for a failing run", severity="information")
+            return
+        self._scroll_to(grid)
+
+    def action_decide(self) -> None:
+        self.post_message(DecideRequested())
+
+    @on(DataTable.RowSelected, "#runs-summary")
+    def _run_selected(self, event: DataTable.RowSelected) -> None:
+        rows = list(self.shown_state.runs)
+        if 0 <= event.cursor_row < len(rows):
+            self.show_run_panel(rows[event.cursor_row])
 
     def _show_cards(self, state: WorkbenchState) -> None:
         container = self.query_one("#cards", ItemGrid)

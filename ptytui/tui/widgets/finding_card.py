@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
-from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, flatten, value_text
+from ptytui.present.format import SEVERITY_STYLE, SEVERITY_SYMBOL, evidence_rows
 
 
 def where(finding: Mapping[str, Any]) -> str:
@@ -38,13 +38,14 @@ def finding_renderable(finding: Mapping[str, Any] | None) -> RenderableType:
     title.append(str(finding.get("id", "?")), style="bold")
     title.append(f"  {where(finding)}", style="dim")
     parts: list[RenderableType] = [title, Text(str(finding.get("summary", "")))]
-    rows = flatten(finding.get("evidence") or {})
+    rows = evidence_rows(finding.get("evidence") or {})
     if rows:
+        # Keys in one column, values aligned in the next (yes/no, percentages, dotted nesting).
         table = Table.grid(padding=(0, 2))
         table.add_column(style="dim", no_wrap=True)
         table.add_column(overflow="fold")
         for key, value in rows:
-            table.add_row(key, value_text(value))
+            table.add_row(key, value)
         parts += [Text("evidence", style="bold underline"), table]
     actions = [option_of(a) for a in finding.get("actions") or []]
     if actions:

@@ -50,4 +50,5 @@ class FRCPlot(PlotWidget):
         self.set_ylimits(0.0, 1.05)
         self.set_xlabel("frequency bin")
         self.set_ylabel(f"{self.part} FRC")
-        self.show_legend(LegendLocation.BOTTOMLEFT)
+        # FRC starts near 1 at low frequency (left) and falls: the top right is the empty corner.
+        self.show_legend(LegendLocation.TOPRIGHT)
