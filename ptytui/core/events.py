@@ -26,6 +26,14 @@ class EngineEvent:
 
 
 @dataclass
+class RunsPlanned(EngineEvent):
+    """Every model x split a stream will run, before the first one starts (a status line then
+    says "1/6 runs", not "1/2 runs" while the later runs have not been heard of)."""
+
+    runs: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class RunStarted(EngineEvent):
     n_samples: int
     batch_size: int

@@ -25,6 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ptytui.core.jsonable import finite_or_none
 from ptytui.core.thresholds import THRESHOLDS
 
 SMD_MIN = THRESHOLDS.smd_min
@@ -34,9 +35,6 @@ KS_STATISTIC_MIN = THRESHOLDS.ks_statistic_min
 NORMALIZATION_RATIO_MAX = THRESHOLDS.normalization_ratio_max
 MAX_VALUES = 20_000  # values per side kept for the distance computations (seeded subsample)
 
-
-def _num(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 @dataclass
@@ -75,15 +73,15 @@ class DistributionDrift:
             "name": self.name,
             "reference_split": self.reference_split,
             "other_split": self.other_split,
-            "reference_mean": _num(self.reference_mean),
-            "reference_std": _num(self.reference_std),
-            "other_mean": _num(self.other_mean),
-            "other_std": _num(self.other_std),
-            "smd": _num(self.smd),
-            "wasserstein": _num(self.wasserstein),
-            "normalized_wasserstein": _num(self.normalized_wasserstein),
-            "ks_statistic": _num(self.ks_statistic),
-            "ks_pvalue": _num(self.ks_pvalue),
+            "reference_mean": finite_or_none(self.reference_mean),
+            "reference_std": finite_or_none(self.reference_std),
+            "other_mean": finite_or_none(self.other_mean),
+            "other_std": finite_or_none(self.other_std),
+            "smd": finite_or_none(self.smd),
+            "wasserstein": finite_or_none(self.wasserstein),
+            "normalized_wasserstein": finite_or_none(self.normalized_wasserstein),
+            "ks_statistic": finite_or_none(self.ks_statistic),
+            "ks_pvalue": finite_or_none(self.ks_pvalue),
             "n_reference": self.n_reference,
             "n_other": self.n_other,
             "criteria": self.criteria,
@@ -117,11 +115,11 @@ class NormalizationDrift:
         return {
             "reference_split": self.reference_split,
             "other_split": self.other_split,
-            "reference_factor": _num(self.reference_factor),
-            "other_factor": _num(self.other_factor),
-            "reference_mean_energy": _num(self.reference_mean_energy),
-            "other_mean_energy": _num(self.other_mean_energy),
-            "ratio": _num(self.ratio),
+            "reference_factor": finite_or_none(self.reference_factor),
+            "other_factor": finite_or_none(self.other_factor),
+            "reference_mean_energy": finite_or_none(self.reference_mean_energy),
+            "other_mean_energy": finite_or_none(self.other_mean_energy),
+            "ratio": finite_or_none(self.ratio),
             "drifted": self.drifted,
         }
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ptytui.core.jsonable import finite_or_none
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.running.inference import position_tensor
 
@@ -34,9 +35,6 @@ PREDICTION_TOLERANCE = THRESHOLDS.prediction_tolerance
 # Reassembly layers that subtract each call's mean offset before placing the patches.
 CENTRING_REASSEMBLY_TYPES = ("ReassemblePatchesLayer",)
 
-
-def _num(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 @dataclass
@@ -72,7 +70,7 @@ class CoverageCheck:
         return {"split": self.split,
                 "object_shape": list(self.object_shape) if self.object_shape else None,
                 "required_x": self.required[0], "required_y": self.required[1],
-                "extent_x": _num(self.extent[0]), "extent_y": _num(self.extent[1]), "ok": self.ok}
+                "extent_x": finite_or_none(self.extent[0]), "extent_y": finite_or_none(self.extent[1]), "ok": self.ok}
 
 
 @dataclass
@@ -107,15 +105,15 @@ class SplitGeometry:
         flat = self.offsets.reshape(-1, 2)
         if flat.size == 0:
             return {"mean_x": None, "std_x": None, "mean_y": None, "std_y": None, "max_abs": None}
-        return {"mean_x": _num(flat[:, 0].mean()), "std_x": _num(flat[:, 0].std()),
-                "mean_y": _num(flat[:, 1].mean()), "std_y": _num(flat[:, 1].std()),
-                "max_abs": _num(np.abs(flat).max())}
+        return {"mean_x": finite_or_none(flat[:, 0].mean()), "std_x": finite_or_none(flat[:, 0].std()),
+                "mean_y": finite_or_none(flat[:, 1].mean()), "std_y": finite_or_none(flat[:, 1].std()),
+                "max_abs": finite_or_none(np.abs(flat).max())}
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "split": self.split, "positions": self.positions,
                 "canvas": self.canvas.to_dict(), "n_patches": int(self.visible_fraction.size),
-                "predicted_visible_fraction": _num(self.predicted_visible_fraction),
-                "hidden_patch_fraction": _num(self.hidden_patch_fraction),
+                "predicted_visible_fraction": finite_or_none(self.predicted_visible_fraction),
+                "hidden_patch_fraction": finite_or_none(self.hidden_patch_fraction),
                 "offsets": self.offset_summary(),
                 "centred_per_call": self.centred_per_call, "batch_size": self.batch_size,
                 "prediction_tolerance": PREDICTION_TOLERANCE,
@@ -251,8 +249,8 @@ class AxesCheck:
 
     def to_dict(self) -> dict[str, Any]:
         return {"split": self.split, "n_patterns": self.n_patterns,
-                "correlation_as_stored": _num(self.correlation_as_stored),
-                "correlation_swapped": _num(self.correlation_swapped), "swapped": self.swapped}
+                "correlation_as_stored": finite_or_none(self.correlation_as_stored),
+                "correlation_swapped": finite_or_none(self.correlation_swapped), "swapped": self.swapped}
 
 
 def _patches_at(obj: np.ndarray, columns: np.ndarray, rows: np.ndarray, N: int) -> np.ndarray:

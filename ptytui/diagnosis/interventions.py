@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ptytui.core.jsonable import finite_or_none
 from ptytui.core.stats import TensorStats
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.inputs.models import input_roles
@@ -115,12 +116,9 @@ class InterventionReport:
         return {"model": self.model, "split": self.split, "n_samples": self.n_samples,
                 "as_fed": self.as_fed.to_dict(),
                 "results": [r.to_dict() for r in self.results],
-                "nonzero_before": _num(self.as_fed.nonzero_fraction),
-                "nonzero_after": {r.name: _num(r.nonzero_fraction) for r in self.results}}
+                "nonzero_before": finite_or_none(self.as_fed.nonzero_fraction),
+                "nonzero_after": {r.name: finite_or_none(r.nonzero_fraction) for r in self.results}}
 
-
-def _num(value: float) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
 
 
 # ---- running the model --------------------------------------------------------------------

@@ -39,15 +39,17 @@ from typing import Any, Sequence
 import numpy as np
 
 from ptytui.core.health import LayerHealth
+from ptytui.core.jsonable import finite_or_none
 from ptytui.core.stats import TensorStats, reduce_named_tf, stats_from_reduction, stats_of_array
 from ptytui.core.tfload import tf as _tf
+from ptytui.core.thresholds import THRESHOLDS
 from ptytui.running.layer_health import Probe, probe_health
 from ptytui.running.walk import PREVIEW_MAX_SIDE, flatten_model_inputs
 
-COLLAPSE_NONZERO_MAX = 0.01  # a layer output below this nonzero fraction has collapsed
+COLLAPSE_NONZERO_MAX = THRESHOLDS.collapse_nonzero_max
 # An input above this nonzero fraction counts as healthy. Not 0.5: a ReLU layer's output is
 # about half zeros by design (40% nonzero is normal), and it must still count as alive.
-HEALTHY_NONZERO_MIN = 0.2
+HEALTHY_NONZERO_MIN = THRESHOLDS.healthy_nonzero_min
 FLOAT32_SMALLEST_NORMAL = 1.17549435e-38
 __all__ = ["PREVIEW_MAX_SIDE", "flatten_model_inputs"]  # re-exported: the trace's callers use them
 
@@ -75,21 +77,17 @@ class WeightHealth:
 
     def to_dict(self) -> dict[str, Any]:
         s = self.stats
-
-        def num(value: float) -> float | None:
-            return float(value) if math.isfinite(value) else None
-
         return {
             "shape": list(self.shape),
             "count": s.count,
-            "mean": num(s.mean) if s.finite_count else None,
-            "std": num(s.std) if s.finite_count else None,
-            "min": num(s.min),
-            "max": num(s.max),
-            "l2_norm": num(self.l2_norm),
+            "mean": finite_or_none(s.mean) if s.finite_count else None,
+            "std": finite_or_none(s.std) if s.finite_count else None,
+            "min": finite_or_none(s.min),
+            "max": finite_or_none(s.max),
+            "l2_norm": finite_or_none(self.l2_norm),
             "nan_count": s.nan_count,
             "inf_count": s.inf_count,
-            "zero_fraction": num(s.zero_fraction) if s.count else None,
+            "zero_fraction": finite_or_none(s.zero_fraction) if s.count else None,
             "all_zero": self.all_zero,
             "is_kernel": self.is_kernel,
         }
@@ -479,11 +477,8 @@ def compare_traces(a: Trace, b: Trace) -> TraceComparison:
     rows: list[LayerComparison] = []
     first_divergence = None
 
-    def num(value: float) -> float | None:
-        return float(value) if value is not None and math.isfinite(value) else None
-
     def pair(x: LayerTrace | None, y: LayerTrace | None, getter):
-        return (num(getter(x)) if x else None, num(getter(y)) if y else None)
+        return (finite_or_none(getter(x)) if x else None, finite_or_none(getter(y)) if y else None)
 
     ordered = [(e, b_by_path.get(e.path)) for e in a.layers]
     ordered += [(None, e) for e in b.layers if e.path not in a_paths]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Protocol
 
@@ -125,14 +125,6 @@ def write_recording(events: Iterable[object], path: str | Path) -> Path:
     return path
 
 
-@dataclass
-class RunsPlanned:
-    """Every model x split the feed will run, before the first one starts (the status line says
-    "1/6 runs", not "1/2 runs" while the later runs have not been heard of yet)."""
-
-    runs: list[tuple[str, str]] = field(default_factory=list)
-
-
 # ---- feeds --------------------------------------------------------------------------------------
 
 
@@ -166,7 +158,9 @@ def workspace_feed(workspace: str | Path, **session_options: Any) -> EngineFeed:
         from ptytui.inputs.workspace import load_workspace  # noqa: PLC0415 - in the worker
 
         loaded = load_workspace(workspace)
-        yield RunsPlanned([(model, split) for model in loaded.models for split in loaded.splits])
+        from ptytui.core.events import RunsPlanned  # noqa: PLC0415 - numpy loads in the worker
+
+        yield RunsPlanned("", "", runs=[(model, split) for model in loaded.models for split in loaded.splits])
 
         from ptytui.diagnosis.workbench import workbench_events  # noqa: PLC0415 - in the worker
         from ptytui.running.session import Session  # noqa: PLC0415 - in the worker

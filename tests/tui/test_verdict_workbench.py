@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 
-from ptytui.core.events import DiagnosisFinished, FindingRaised, RunStarted
+from ptytui.core.events import DiagnosisFinished, FindingRaised, RunsPlanned, RunStarted
 from ptytui.errors import InputError
 from ptytui.present.format import evidence_rows
-from ptytui.tui.feeds import RunsPlanned
 from ptytui.tui.screens.help import ErrorScreen
 from ptytui.tui.state import WorkbenchState, event_type_name
 from tests.tui.test_flows import screen_text, wait_until
@@ -149,7 +148,7 @@ def test_a_decision_survives_quitting_and_reopening(make_app, incident_events, t
 def test_the_status_line_counts_planned_runs_and_the_verdict_waits_for_the_end(incident_events):
     state = WorkbenchState()
     state.feed_status = "running"
-    state.apply(RunsPlanned([(m, s) for m in ("pinn_gs2", "baseline_gs1", "supervised_unet")
+    state.apply(RunsPlanned("", "", runs=[(m, s) for m in ("pinn_gs2", "baseline_gs1", "supervised_unet")
                              for s in ("train", "test")]))
     state.apply(RunStarted("pinn_gs2", "train", n_samples=200, batch_size=64, positions="relative"))
     assert "0/6 runs done" in state.summary_line()
