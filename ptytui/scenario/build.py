@@ -163,7 +163,7 @@ def _is_complete(folder: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _locked(lock_path: Path):
+def locked(lock_path: Path):
     """An exclusive advisory lock (fcntl) held for the block; a no-op where fcntl is missing."""
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -195,7 +195,7 @@ def _ensure(final: Path, build: Callable[[Path], None], *, rebuild: bool) -> Pat
     """Return ``final`` once a complete build is there, building it under the lock if needed."""
     if not rebuild and _is_complete(final):
         return final
-    with _locked(final.with_name(f".{final.name}.lock")):
+    with locked(final.with_name(f".{final.name}.lock")):
         if not rebuild and _is_complete(final):  # another process built it while we waited
             return final
         tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 from ptytui.errors import InputError
-from ptytui.scenario.build import link_tree
+from ptytui.scenario.build import link_tree, locked
 
 DEMO_DOSES = (1e3, 1e4, 1e5)
 # view -> the scenario model the cell keeps, and the defects every such cell gets
@@ -55,7 +55,7 @@ def build_demo_study(out: str | Path | None = None, *, preset: str = "tiny", see
     out : a new or empty folder for the study; default the cache's ``studies/<key>`` folder.
     preset, seed, cache_dir, progress : as for ``ptytui.scenario.build_scenario``.
     """
-    from ptytui.scenario import build_scenario, cache_root, scenario_key  # noqa: PLC0415
+    from ptytui.scenario import cache_root, scenario_key  # noqa: PLC0415
 
     cells = demo_cells(tuple(doses))
     keys = [scenario_key(preset, dose=dose, defects=defects or ("none",), seed=seed)
@@ -67,8 +67,26 @@ def build_demo_study(out: str | Path | None = None, *, preset: str = "tiny", see
         final = Path(out)
         if final.exists() and not final.is_dir():
             raise InputError(final, "a folder for the study", "a file")
-    if (final / READY_FILE).is_file() and (final / READY_FILE).read_text().strip() == digest:
+    if _ready(final, digest):
         return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Another process (a pytest-xdist worker, a second terminal) may be building the same study:
+    # one builds under the lock, the others then find it ready.
+    with locked(final.parent / f".{final.name}.lock"):
+        if _ready(final, digest):
+            return final
+        _build_study(final, digest, cells, preset=preset, seed=seed, cache_dir=cache_dir, progress=progress)
+    return final
+
+
+def _ready(final: Path, digest: str) -> bool:
+    return (final / READY_FILE).is_file() and (final / READY_FILE).read_text().strip() == digest
+
+
+def _build_study(final: Path, digest: str, cells, *, preset: str, seed: int, cache_dir, progress) -> None:
+    """Build every cell's scenario and link the study into ``final`` (under the caller's lock)."""
+    from ptytui.scenario import build_scenario  # noqa: PLC0415
+
     if final.is_dir() and any(final.iterdir()):
         raise InputError(final, "a new or empty folder for the study",
                          f"a folder with {sum(1 for _ in final.iterdir())} entries")
@@ -92,15 +110,10 @@ def build_demo_study(out: str | Path | None = None, *, preset: str = "tiny", see
         if final.exists():
             final.rmdir()  # empty (checked above)
         final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / READY_FILE).is_file():  # not another process's finished build
-                raise
+        os.rename(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def study_toml(preset: str, seed: int) -> str:
