@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Union
 
 from rich import box
 from rich.cells import cell_len
@@ -104,7 +104,7 @@ def _longest_piece(name: str) -> int:
 @dataclass
 class Column:
     """One column: ``kind`` is "name" (breaks at separators when narrow), "text" (kept whole,
-    left) or "number" (kept whole, right); ``indents`` gives a name's per-row indent (a tree)."""
+    left) or "number" (kept whole, right)."""
 
     header: str
     kind: str = "number"
@@ -231,7 +231,3 @@ def _render_records(console: Console, grid: Grid) -> None:
         print_fields(console, fields, indent=grid.indents[r] + INDENT)
     console.print()
 
-
-def numbers_in(lines: Sequence[str]) -> list[str]:
-    """Every number-like token of some output lines (tests compare them with --json values)."""
-    return re.findall(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?%?", "\n".join(lines))
