@@ -16,74 +16,66 @@ def fallback_warning(fallback: str) -> str:
 
 
 def render_card(card, console) -> None:
-    """The card as Rich tables on ``console`` (a model card, not a dump of every key)."""
-    from rich.table import Table  # noqa: PLC0415
+    """The card as fields and narrow tables on ``console`` (a model card, not a dump of every
+    key): paths printed whole, identifiers never cut, at any width."""
     from rich.text import Text  # noqa: PLC0415
 
+    from ptytui.present.tables import Column, Grid, print_fields, print_prose, render_grid  # noqa: PLC0415
+
     if card.fallback:
-        console.print(Text(fallback_warning(card.fallback), style="bold white on red"))
-
-    summary = Table(title=f"model card: {card.path}", title_justify="left", show_header=False)
-    summary.add_column("field", style="bold")
-    summary.add_column("value", overflow="fold")
-    summary.add_row("kind", card.kind)
-    summary.add_row("loaded from", card.loaded_from)
-    summary.add_row("fallback", Text(card.fallback, style="bold red") if card.fallback else "none")
-    summary.add_row("takes positions", Text("yes", style="bold yellow") if card.takes_positions else "no")
-    summary.add_row("gridsize", "unknown" if card.gridsize is None else str(card.gridsize))
-    summary.add_row("intensity scale", "none" if card.intensity_scale is None else f"{card.intensity_scale:.6g}")
-    summary.add_row("parameters", "unknown" if card.parameters is None else f"{card.parameters:,}")
+        print_prose(console, Text(fallback_warning(card.fallback), style="bold white on red"))
+    print_prose(console, Text(f"model card: {card.path}", style="bold"))
+    summary = [("kind", card.kind), ("loaded from", card.loaded_from),
+               ("fallback", Text(card.fallback, style="bold red") if card.fallback else "none"),
+               ("takes positions", Text("yes", style="bold yellow") if card.takes_positions else "no"),
+               ("gridsize", _or_unknown(card.gridsize)),
+               ("intensity scale", "none" if card.intensity_scale is None else f"{card.intensity_scale:.6g}"),
+               ("parameters", "unknown" if card.parameters is None else f"{card.parameters:,}")]
     if card.keras_version:
-        summary.add_row("saved by Keras", card.keras_version)
-    console.print(summary)
+        summary.append(("saved by Keras", card.keras_version))
+    print_fields(console, summary)
+    console.print()
 
-    tensors = Table(title="inputs and outputs", title_justify="left")
-    for column in ("", "name", "shape", "dtype"):
-        tensors.add_column(column, overflow="fold")
+    tensors = Grid("inputs and outputs", [Column("", "text"), Column("name", "name"),
+                                          Column("shape", "text"), Column("dtype", "text")])
     for role, specs in (("in", card.inputs), ("out", card.outputs)):
         for spec in specs:
             shape = "unknown" if spec.get("shape") is None else "(" + ", ".join(
                 "None" if d is None else str(d) for d in spec["shape"]) + ")"
             tensors.add_row(role, str(spec.get("name")), shape, str(spec.get("dtype") or "unknown"))
-    console.print(tensors)
+    render_grid(console, tensors)
 
     if card.reassembly:
-        reassembly = Table(title="reassembly (where positions enter)", title_justify="left")
-        for column in ("path", "type", "canvas P", "patch N", "gridsize", "from"):
-            reassembly.add_column(column, overflow="fold")
+        reassembly = Grid("reassembly (where positions enter)",
+                          [Column("path", "name"), Column("type", "text"), Column("canvas P"),
+                           Column("patch N"), Column("gridsize"), Column("from", "text")])
         for item in card.reassembly:
             reassembly.add_row(item.path, item.type, _or_unknown(item.canvas), _or_unknown(item.patch),
                                _or_unknown(item.gridsize), "inferred from shapes" if item.inferred else "config")
-        console.print(reassembly)
+        render_grid(console, reassembly)
 
     if card.custom_classes:
-        customs = Table(title="custom classes", title_justify="left")
-        for column in ("class", "module", "registered as", "importable"):
-            customs.add_column(column, overflow="fold")
+        customs = Grid("custom classes", [Column("class", "name"), Column("module", "name"),
+                                          Column("registered as", "name"), Column("importable", "text")])
         for custom in card.custom_classes:
             customs.add_row(custom.class_name, custom.module or "-", custom.registered_name or "-",
                             Text("yes", style="green") if custom.importable else Text("MISSING", style="bold red"))
-        console.print(customs)
+        render_grid(console, customs)
 
     if card.training:
-        training = Table(title="training parameters (params.dill, read with --trust)", title_justify="left",
-                         show_header=False)
-        training.add_column("parameter", style="bold")
-        training.add_column("value", overflow="fold")
-        for name, value in card.training.items():
-            training.add_row(name, f"{value:.6g}" if isinstance(value, float) else str(value))
-        console.print(training)
+        print_prose(console, Text("training parameters (params.dill, read with --trust)", style="bold"))
+        print_fields(console, [(name, f"{value:.6g}" if isinstance(value, float) else str(value))
+                               for name, value in card.training.items()])
+        console.print()
 
     if card.layers:
-        layers = Table(title="layers", title_justify="left")
-        layers.add_column("type")
-        layers.add_column("count", justify="right")
+        layers = Grid("layers", [Column("type", "name"), Column("count")])
         for name, count in card.layers.items():
             layers.add_row(name, str(count))
-        console.print(layers)
+        render_grid(console, layers)
 
     for warning in card.warnings:
-        console.print(Text(f"warning: {warning}", style="yellow"))
+        print_prose(console, Text(f"warning: {warning}", style="yellow"))
 
 
 def _or_unknown(value) -> str:
@@ -108,6 +100,6 @@ def register(app: typer.Typer) -> None:
 
             emit_json(model_card.to_dict())
             return
-        from rich.console import Console  # noqa: PLC0415
+        from ptytui.present.tables import results_console  # noqa: PLC0415
 
-        render_card(model_card, Console())
+        render_card(model_card, results_console())

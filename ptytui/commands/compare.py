@@ -10,6 +10,9 @@ from typing import Optional
 import typer
 
 from ptytui.commands.common import StderrProgress
+from ptytui.present.tables import print_whole, results_console
+
+__all__ = ["results_console", "render_comparison", "register"]  # results_console: study, retrain
 
 COMPARE_HELP = ("Metrics of every workspace model and the reference reconstruction against the ground "
                 "truth (objectGuess) on one split (default: test). Each model streams over the split "
@@ -39,47 +42,45 @@ class CompareProgressPrinter(StderrProgress):
             self.log(f"{key}: done")
 
 
-def results_console():
-    """A Rich console for results on stdout; off a terminal it is wide enough for the metric
-    table (a log file should not get a table folded to 80 columns)."""
-    from rich.console import Console  # noqa: PLC0415
+COMPONENT_METRICS = (("ssim", "SSIM"), ("ms_ssim", "MS-SSIM"), ("psnr", "PSNR dB"), ("frc50", "FRC50"))
+ENTRY_STYLE = {"failed": "red", "skipped": "dim", "train-only": "yellow"}
 
-    console = Console()
-    return console if console.is_terminal else Console(width=max(console.width, 160))
+
+def metric_cell(value) -> str:
+    """A metric as the table shows it: 3 significant digits, '–' when not measured."""
+    return "–" if value is None else f"{value:.3g}"
 
 
 def render_comparison(comparison, console) -> None:
-    """The metric table and the metric findings as Rich output."""
-    from rich.table import Table  # noqa: PLC0415
+    """The comparison as three narrow tables (each model's status and output, then amplitude and
+    phase metrics), the models' notes and the metric findings; fits 80 columns."""
+    from rich.text import Text  # noqa: PLC0415
 
-    table = Table(title=f"metrics on split '{comparison.split}' ({comparison.workspace})", title_justify="left")
-    for column in ("model", "status", "amp\nSSIM", "amp\nMS-SSIM", "amp\nPSNR dB", "amp\nFRC50",
-                   "phase\nSSIM", "phase\nMS-SSIM", "phase\nPSNR dB", "phase\nFRC50", "output\nnonzero"):
-        table.add_column(column, justify="left" if column in ("model", "status") else "right",
-                         overflow="fold")
+    from ptytui.present.tables import Column, Grid, print_prose, render_grid  # noqa: PLC0415
 
-    def cell(value):
-        return "–" if value is None else f"{value:.3g}"
-
+    print_prose(console, Text(f"metrics on split '{comparison.split}' ({comparison.workspace})", style="bold"))
+    models = Grid("models", [Column("model", "name"), Column("status", "text"), Column("output nonzero")])
     for entry in comparison.entries:
-        style = {"failed": "red", "skipped": "dim", "train-only": "yellow"}.get(entry.status)
-        nonzero = "–" if entry.output_nonzero_fraction is None else f"{entry.output_nonzero_fraction:.1%}"
         status = entry.status if entry.split == comparison.split else f"{entry.status} ({entry.split})"
-        table.add_row(entry.model_id, status,
-                      cell(entry.value("amplitude", "ssim")), cell(entry.value("amplitude", "ms_ssim")),
-                      cell(entry.value("amplitude", "psnr")), cell(entry.value("amplitude", "frc50")),
-                      cell(entry.value("phase", "ssim")), cell(entry.value("phase", "ms_ssim")),
-                      cell(entry.value("phase", "psnr")), cell(entry.value("phase", "frc50")),
-                      nonzero, style=style)
-    console.print(table, markup=False)
+        nonzero = "–" if entry.output_nonzero_fraction is None else f"{entry.output_nonzero_fraction:.1%}"
+        models.add_row(entry.model_id, status, nonzero, style=ENTRY_STYLE.get(entry.status))
+    render_grid(console, models)
+    for component in ("amplitude", "phase"):
+        grid = Grid(f"{component} vs ground truth",
+                    [Column("model", "name")] + [Column(header) for _, header in COMPONENT_METRICS])
+        for entry in comparison.entries:
+            grid.add_row(entry.model_id, *(metric_cell(entry.value(component, metric))
+                                           for metric, _ in COMPONENT_METRICS),
+                         style=ENTRY_STYLE.get(entry.status))
+        render_grid(console, grid)
     for entry in comparison.entries:
         if entry.note:
-            console.print(f"{entry.model_id}: {entry.note}", markup=False, highlight=False)
+            print_prose(console, f"{entry.model_id}: {entry.note}")
     for finding in comparison.findings():
         if finding["severity"] == "info":
             continue
-        console.print(f"{finding['severity']}: metric-degenerate: {finding['summary']}", markup=False,
-                      highlight=False, style="red" if finding["severity"] == "error" else "yellow")
+        print_prose(console, f"{finding['severity']}: metric-degenerate: {finding['summary']}",
+                    style="red" if finding["severity"] == "error" else "yellow")
 
 
 def register(app: typer.Typer) -> None:
@@ -121,7 +122,7 @@ def register(app: typer.Typer) -> None:
             console = results_console()
             render_comparison(comparison, console)
             for path in written:
-                console.print(f"wrote {path}", markup=False, highlight=False)
+                print_whole(console, f"wrote {path}")
         if failed:  # a model or reference that cannot run on this input is bad input, as elsewhere
             for entry in failed:
                 typer.echo(f"ptytui: {entry.model_id}: {entry.note}", err=True)

@@ -30,8 +30,7 @@ def register(app: typer.Typer) -> None:
         trust: bool = typer.Option(False, "--trust", help="Allow pickled custom objects and unsafe Keras deserialization."),
         seed: int = typer.Option(0, "--seed", help="Seed for grouping and subsets."),
     ) -> None:
-        from rich.console import Console  # noqa: PLC0415
-
+        from ptytui.present.tables import print_prose, print_whole, results_console  # noqa: PLC0415
         from ptytui.study.spec import find_study_toml  # noqa: PLC0415
 
         if find_study_toml(workspace) is not None:  # a study: its matrix report and each cell's
@@ -46,15 +45,15 @@ def register(app: typer.Typer) -> None:
         chosen = parse_formats(formats)
         session = open_session(workspace, None, None, trust=trust, seed=seed, batch_size=batch_size)
         select_devices(devices)
-        err = Console(stderr=True)
+        err = results_console(stderr=True)
         result = export_workspace(session, formats=chosen, out_dir=out,
                                   diagnosis=None if no_diagnosis else "auto", stats=None if no_stats else "run",
-                                  log=lambda text: err.print(text, markup=False, highlight=False))
+                                  log=lambda text: print_prose(err, text))
         if json_out:
             emit_json(result.to_dict())
             return
-        console = Console()
+        console = results_console()
         for path in result.files:
-            console.print(f"wrote {path}", markup=False, highlight=False)
+            print_whole(console, f"wrote {path}")
         for note in result.notes:
-            console.print(f"note: {note}", markup=False, highlight=False)
+            print_prose(console, f"note: {note}")

@@ -50,22 +50,24 @@ def stats_document(runs, zero_fraction_max: float | None, tripped: list[str],
 
 
 def render_table(runs, console) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    """One table per run: each input and output record by its full name (broken at its dots
+    when narrow, never cut), numbers whole; as records when even that does not fit."""
+    from ptytui.present.tables import Column, Grid, print_prose, render_grid  # noqa: PLC0415
 
     for run in runs:
-        table = Table(title=f"{run.model} / {run.split}  ({run.n_samples} groups, positions "
-                            f"{run.positions}, {run.seconds:.2f} s)", title_justify="left")
-        for column in ("tensor", "mean", "std", "min", "max", "nonzero", "NaN", "Inf"):
-            table.add_column(column, justify="right" if column != "tensor" else "left")
+        grid = Grid(f"{run.model} / {run.split}  ({run.n_samples} groups, positions {run.positions}, "
+                    f"{run.seconds:.2f} s)",
+                    [Column("", "text"), Column("tensor", "name"), Column("mean"), Column("std"),
+                     Column("min"), Column("max"), Column("nonzero"), Column("NaN/Inf")])
         for kind, records in (("in", run.inputs), ("out", run.outputs)):
             for name, rec in records.items():
                 style = "red" if kind == "out" and rec.count and rec.nonzero_fraction == 0 else None
-                table.add_row(f"{kind}: {name}", f"{rec.mean:.6g}", f"{rec.std:.4g}", f"{rec.min:.4g}",
-                              f"{rec.max:.4g}", f"{rec.nonzero_fraction:.4%}", str(rec.nan_count),
-                              str(rec.inf_count), style=style)
-        console.print(table)
+                grid.add_row(kind, name, f"{rec.mean:.4g}", f"{rec.std:.4g}", f"{rec.min:.4g}",
+                             f"{rec.max:.4g}", f"{rec.nonzero_fraction:.4%}",
+                             f"{rec.nan_count}/{rec.inf_count}", style=style)
+        render_grid(console, grid)
         for note in run.notes:
-            console.print(f"note: {note}")
+            print_prose(console, f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:
@@ -133,13 +135,13 @@ def register(app: typer.Typer) -> None:
             document["devices"] = device
             emit_json(document)
         else:
-            from rich.console import Console  # noqa: PLC0415
+            from ptytui.present.tables import print_prose, results_console  # noqa: PLC0415
 
-            console = Console()
+            console = results_console()
             render_table(runs, console)
             if zero_gate is not None:
-                console.print(("gate TRIPPED: " + "; ".join(tripped)) if tripped else
-                              f"gate passed: every output's zero fraction <= {zero_gate}")
+                print_prose(console, ("gate TRIPPED: " + "; ".join(tripped)) if tripped else
+                            f"gate passed: every output's zero fraction <= {zero_gate}")
         if tripped:
             raise typer.Exit(EXIT_FINDING)
 

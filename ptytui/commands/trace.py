@@ -18,12 +18,17 @@ TRACE_HELP = ("Trace every layer's output for a probe batch (the first K groups 
 
 
 def render_trace(trace, console) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    """The layer tree: each layer by its full name, indented by nesting depth, with its type
+    beside it (below it when narrow); numbers aligned in columns and never split."""
+    from rich.text import Text  # noqa: PLC0415
 
-    table = Table(title=f"{trace.model} / {trace.split}  ({trace.n_samples} groups, positions "
-                        f"{trace.positions}, {trace.seconds:.2f} s)", title_justify="left")
-    for column in ("layer", "type", "nonzero", "mean", "std", "dead", "NaN/Inf", "weights"):
-        table.add_column(column, justify="left" if column in ("layer", "type", "weights") else "right")
+    from ptytui.present.format import percent  # noqa: PLC0415
+    from ptytui.present.tables import Column, Grid, print_prose, render_grid  # noqa: PLC0415
+
+    grid = Grid(f"{trace.model} / {trace.split}  ({trace.n_samples} groups, positions "
+                f"{trace.positions}, {trace.seconds:.2f} s)",
+                [Column("layer (type)", "name"), Column("nonzero"), Column("mean"), Column("std"),
+                 Column("dead"), Column("NaN/Inf"), Column("weights", "text")])
     collapse = trace.first_collapse.path if trace.first_collapse else None
     for entry in trace.layers:
         rec = entry.output
@@ -34,20 +39,22 @@ def render_trace(trace, console) -> None:
         style = "bold red" if entry.path == collapse else None
         if style is None and rec.count and rec.nonzero_fraction == 0:
             style = "red"
-        table.add_row(
-            "  " * entry.depth + entry.name, entry.type,
-            f"{rec.nonzero_fraction:.4%}" if rec.count else "-",
+        label = Text(entry.name)
+        label.append(f" {entry.type}", style="dim")
+        grid.add_row(
+            label,
+            percent(rec.nonzero_fraction) if rec.count else "-",
             f"{rec.mean:.4g}" if rec.finite_count else "-",
             f"{rec.std:.4g}" if rec.finite_count else "-",
             f"{entry.dead_channels}/{entry.channels}" if entry.channels else "-",
-            f"{rec.nan_count}/{rec.inf_count}", weights, style=style)
-    console.print(table)
+            f"{rec.nan_count}/{rec.inf_count}", weights, style=style, indent="  " * entry.depth)
+    render_grid(console, grid)
     if trace.first_collapse:
         c = trace.first_collapse
-        console.print(f"first collapse: {c.path} ({c.type}): {c.upstream_nonzero_fraction:.2%} nonzero "
-                      f"going in (from {c.upstream_path}), {c.nonzero_fraction:.2%} coming out")
+        print_prose(console, f"first collapse: {c.path} ({c.type}): {c.upstream_nonzero_fraction:.2%} nonzero "
+                             f"going in (from {c.upstream_path}), {c.nonzero_fraction:.2%} coming out")
     else:
-        console.print("first collapse: none")
+        print_prose(console, "first collapse: none")
 
 
 def register(app: typer.Typer) -> None:
@@ -117,8 +124,8 @@ def register(app: typer.Typer) -> None:
                         comparisons.append(compare_traces(model_traces[0], other).to_dict())
                 emit_json({"traces": documents, "comparisons": comparisons})
         else:
-            from rich.console import Console  # noqa: PLC0415
+            from ptytui.present.tables import results_console  # noqa: PLC0415
 
-            console = Console()
+            console = results_console()
             for t in traces:
                 render_trace(t, console)

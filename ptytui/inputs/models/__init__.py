@@ -48,7 +48,7 @@ from ptytui.inputs.models.card import (
     _first_line,
     input_roles,
 )
-from ptytui.inputs.models.classes import import_ptytui_layers, missing_hint, ptycho_custom_objects
+from ptytui.inputs.models.classes import import_ptytui_layers, missing_hint, ptycho_custom_objects, top_package
 from ptytui.inputs.models.formats import (
     _card_from_h5,
     _card_from_keras_archive,
@@ -125,7 +125,7 @@ def load_model(path: str | Path, *, trust: bool = False,
     if source.kind == KIND_BUNDLE:
         model = load_bundle(source, card, trust=trust)
     elif source.kind == KIND_SAVEDMODEL:
-        _check_importable(card, {})
+        _check_importable(card, {}, ptycho_imported=False)
         model = _load_savedmodel(source.file, card)
     else:
         custom_objects, _ = ptycho_custom_objects(card.custom_classes)
@@ -135,9 +135,12 @@ def load_model(path: str | Path, *, trust: bool = False,
                        loaded_from=card.loaded_from, fallback=card.fallback, params=card.params)
 
 
-def _check_importable(card: ModelCard, custom_objects: dict) -> None:
-    missing = [c for c in card.custom_classes if not c.importable
-               and not (c.class_name in custom_objects or (c.registered_name or "") in custom_objects)]
+def _check_importable(card: ModelCard, custom_objects: dict, *, ptycho_imported: bool = True) -> None:
+    """Every custom class resolvable; with ``ptycho_imported`` a ``ptycho`` class counts only
+    when its import succeeded (``custom_objects``): the card judged it from its source alone."""
+    missing = [c for c in card.custom_classes
+               if not (c.class_name in custom_objects or (c.registered_name or "") in custom_objects)
+               and not (c.importable and not (ptycho_imported and top_package(c) == "ptycho"))]
     if missing:
         raise MissingCustomClasses(card.loaded_from, "custom classes importable",
                                    "missing " + ", ".join(c.describe() for c in missing),

@@ -8,11 +8,12 @@ classes, so custom classes need not be importable.
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from typing import Any
 
 from ptytui.core import tfload
-from ptytui.errors import InputError, MissingDependency
+from ptytui.errors import InputError
 from ptytui.inputs.models.card import (
     _COMPLEX_COMBINE,
     _CROP_CLASSES,
@@ -30,6 +31,8 @@ from ptytui.inputs.models.card import (
     _first_line,
 )
 from ptytui.inputs.models.classes import class_importable
+from ptytui.inputs.models.known_classes import KERAS_LAYER_NAMES
+from ptytui.inputs.models.shape_rules import builtin_output_shape
 
 # --------------------------------------------------------------------------------------------
 # Walking a model config (no deserialization)
@@ -67,13 +70,13 @@ class _ConfigWalk:
             return False
         return class_name not in self.builtin_names()
 
-    def builtin_names(self) -> set[str]:
+    def builtin_names(self) -> frozenset[str] | set[str]:
+        """Keras' built-in layer names: the static list (no TensorFlow import for a card), with
+        the installed Keras' own names added when Keras is already loaded anyway."""
         if self._builtin_names is None:
-            try:
-                keras = tfload.keras()
-                self._builtin_names = {n for n in dir(keras.layers) if not n.startswith("_")}
-            except MissingDependency:
-                self._builtin_names = set()
+            keras = sys.modules.get("keras")
+            live = {n for n in dir(getattr(keras, "layers", None)) if not n.startswith("_")}
+            self._builtin_names = KERAS_LAYER_NAMES | live
         return self._builtin_names
 
     def note_class(self, class_name: str, module: str | None, registered: str | None) -> None:
@@ -415,7 +418,15 @@ def _infer_output_spec(layer: dict, class_name: str, module: str | None, in_spec
 
 
 def _keras_output_spec(layer: dict, in_specs: list[Spec]) -> Spec:
-    """Ask Keras for a built-in layer's output spec (safe mode; no custom or Lambda classes)."""
+    """A built-in layer's output spec: by the config's rules (shape_rules), else asked of Keras
+    (safe mode; no custom or Lambda classes) only when Keras is already imported, since a card
+    never imports TensorFlow for itself."""
+    class_name, cfg = str(layer.get("class_name")), layer.get("config") or {}
+    shape = builtin_output_shape(class_name, cfg, [s.get("shape") for s in in_specs])
+    if shape is not None:
+        return {"shape": shape, "dtype": _compute_dtype(cfg) or in_specs[0].get("dtype")}
+    if "keras" not in sys.modules:
+        return {"shape": None, "dtype": None}
     try:
         keras = tfload.keras()
         from keras.src.saving import serialization_lib  # noqa: PLC0415
@@ -437,3 +448,13 @@ def _keras_output_spec(layer: dict, in_specs: list[Spec]) -> Spec:
     except Exception:  # noqa: BLE001 - inference is best effort; the card says what is unknown
         return {"shape": None, "dtype": None}
 
+
+
+def _compute_dtype(config: dict) -> str | None:
+    """The dtype a layer computes in, from its config's ``dtype`` (a name or a DTypePolicy)."""
+    dtype = config.get("dtype")
+    if isinstance(dtype, dict):
+        dtype = (dtype.get("config") or {}).get("name")
+    if isinstance(dtype, str) and dtype.startswith("mixed_"):
+        return dtype.split("_", 1)[1]
+    return dtype if isinstance(dtype, str) else None
