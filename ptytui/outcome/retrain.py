@@ -329,6 +329,66 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
     model = _build_model(session, plan, n)
     optimizer = k.optimizers.Adam(plan.learning_rate)
 
+    prepare, loss_of, input_specs, target_specs = _training_problem(session, plan, split, n)
+    n_inputs = len(input_specs)
+    train_step = compiled_train_step(model, optimizer, loss_of, n_inputs, input_specs + target_specs)
+
+    @tf_.function(input_signature=input_specs + target_specs)
+    def eval_step(*tensors):
+        inputs = list(tensors[:n_inputs])
+        predicted = model(inputs if n_inputs > 1 else inputs[0], training=False)
+        return loss_of(list(tensors[n_inputs:]), predicted)
+
+    validation = _validation_subset(session, plan)
+
+    rng = np.random.default_rng(plan.seed)
+    history: list[float] = []
+    val_history: list[float | None] = []
+    best: tuple[float, int, list] | None = None  # (validation loss, epoch, weights)
+    for epoch in range(1, plan.epochs + 1):
+        epoch_started = time.perf_counter()
+        total, seen = 0.0, 0
+        for idx in _batches(rng, count, plan.batch_size):
+            if cancel is not None and is_cancelled(cancel):
+                yield RetrainCancelled(plan.model, plan.train_split, epoch=epoch - 1)
+                return
+            inputs, targets = prepare(split, idx)
+            loss = float(train_step(*inputs, *targets))
+            total += loss * idx.size
+            seen += idx.size
+        val_loss = _validation_loss(eval_step, prepare, validation, plan.batch_size)
+        if val_loss is not None:
+            if best is None or val_loss < best[0]:
+                # The retrained models are small (a U-Net of ~1e5 weights): a copy per better epoch
+                # is cheap, and the saved model is the one that generalized best.
+                best = (val_loss, epoch, [np.array(w) for w in model.get_weights()])
+        history.append(total / max(seen, 1))
+        val_history.append(val_loss)
+        yield EpochDone(plan.model, plan.train_split, epoch=epoch, epochs=plan.epochs, loss=history[-1],
+                        val_loss=val_loss, seconds=time.perf_counter() - epoch_started)
+
+    if cancel is not None and is_cancelled(cancel):
+        yield RetrainCancelled(plan.model, plan.train_split, epoch=plan.epochs)
+        return
+    warnings = loss_curve_warnings(history, val_history)
+    if best is not None and best[1] != plan.epochs:
+        model.set_weights(best[2])
+    with atomic_path(plan.out_path, suffix=".keras") as temporary:
+        model.save(temporary)
+    entry = session.model_entry(plan.model)
+    result = RetrainResult(model=plan.model, new_name=plan.new_name, path=plan.out_path, design=plan.design,
+                           label=entry.label, history=history, val_history=val_history,
+                           seconds=time.perf_counter() - started, n_samples=count,
+                           best_epoch=best[1] if best else None, warnings=warnings)
+    yield RetrainFinished(plan.model, plan.train_split, result=result)
+
+
+def _training_problem(session, plan: RetrainPlan, split, n: int):
+    """What one design trains on: (prepare(split, ids) -> (inputs, targets), loss_of(targets,
+    predicted), input specs, target specs). Supervised: diffraction -> amplitude and phase;
+    PINN: the model's own inputs (relative positions) -> the complex patch's real and imaginary parts."""
+    tf_ = tf()
+    count = split.M
     if plan.design == "supervised":
         def prepare(opened, idx):
             diffraction = opened.diffraction_batch(idx)[..., None]
@@ -365,73 +425,32 @@ def retrain_events(session, plan: RetrainPlan, *, cancel=None) -> Iterator[Engin
         probe_inputs, _ = prepare(split, np.arange(min(1, count)))
         input_specs = [tf_.TensorSpec((None,) + a.shape[1:], tf_.as_dtype(a.dtype)) for a in probe_inputs]
         target_specs = [tf_.TensorSpec((None, n, n, 1), tf_.float32)] * 2
+    return prepare, loss_of, input_specs, target_specs
 
-    n_inputs = len(input_specs)
+
+def _validation_subset(session, plan: RetrainPlan):
+    """(split, ids) the validation loss is measured on, or None without a validation split or
+    ground truth: an evenly spread subset, so the loss covers the whole split's geometry."""
+    if not plan.validation_split:
+        return None
+    opened = session.split(plan.validation_split)
+    if opened.ground_truth is None and opened.object is None:
+        return None
+    take = np.unique(np.linspace(0, opened.M - 1, min(VALIDATION_SAMPLES, opened.M)).astype(np.int64))
+    return opened, take
 
 
-    train_step = compiled_train_step(model, optimizer, loss_of, n_inputs, input_specs + target_specs)
-
-    @tf_.function(input_signature=input_specs + target_specs)
-    def eval_step(*tensors):
-        inputs = list(tensors[:n_inputs])
-        predicted = model(inputs if n_inputs > 1 else inputs[0], training=False)
-        return loss_of(list(tensors[n_inputs:]), predicted)
-
-    validation = None
-    if plan.validation_split:
-        opened = session.split(plan.validation_split)
-        if opened.ground_truth is not None or opened.object is not None:
-            # An evenly spread subset: the validation loss covers the whole split's geometry.
-            take = np.unique(np.linspace(0, opened.M - 1, min(VALIDATION_SAMPLES, opened.M)).astype(np.int64))
-            validation = (opened, take)
-
-    rng = np.random.default_rng(plan.seed)
-    history: list[float] = []
-    val_history: list[float | None] = []
-    best: tuple[float, int, list] | None = None  # (validation loss, epoch, weights)
-    for epoch in range(1, plan.epochs + 1):
-        epoch_started = time.perf_counter()
-        total, seen = 0.0, 0
-        for idx in _batches(rng, count, plan.batch_size):
-            if cancel is not None and is_cancelled(cancel):
-                yield RetrainCancelled(plan.model, plan.train_split, epoch=epoch - 1)
-                return
-            inputs, targets = prepare(split, idx)
-            loss = float(train_step(*inputs, *targets))
-            total += loss * idx.size
-            seen += idx.size
-        val_loss = None
-        if validation is not None:
-            opened, take = validation
-            v_total = 0.0
-            for start in range(0, take.size, plan.batch_size):
-                idx = take[start:start + plan.batch_size]
-                inputs, targets = prepare(opened, idx)
-                v_total += float(eval_step(*inputs, *targets)) * idx.size
-            val_loss = v_total / take.size
-            if best is None or val_loss < best[0]:
-                # The retrained models are small (a U-Net of ~1e5 weights): a copy per better epoch
-                # is cheap, and the saved model is the one that generalized best.
-                best = (val_loss, epoch, [np.array(w) for w in model.get_weights()])
-        history.append(total / max(seen, 1))
-        val_history.append(val_loss)
-        yield EpochDone(plan.model, plan.train_split, epoch=epoch, epochs=plan.epochs, loss=history[-1],
-                        val_loss=val_loss, seconds=time.perf_counter() - epoch_started)
-
-    if cancel is not None and is_cancelled(cancel):
-        yield RetrainCancelled(plan.model, plan.train_split, epoch=plan.epochs)
-        return
-    warnings = loss_curve_warnings(history, val_history)
-    if best is not None and best[1] != plan.epochs:
-        model.set_weights(best[2])
-    with atomic_path(plan.out_path, suffix=".keras") as temporary:
-        model.save(temporary)
-    entry = session.model_entry(plan.model)
-    result = RetrainResult(model=plan.model, new_name=plan.new_name, path=plan.out_path, design=plan.design,
-                           label=entry.label, history=history, val_history=val_history,
-                           seconds=time.perf_counter() - started, n_samples=count,
-                           best_epoch=best[1] if best else None, warnings=warnings)
-    yield RetrainFinished(plan.model, plan.train_split, result=result)
+def _validation_loss(eval_step, prepare, validation, batch_size: int) -> float | None:
+    """The mean loss over the validation subset (None without one)."""
+    if validation is None:
+        return None
+    opened, take = validation
+    total = 0.0
+    for start in range(0, take.size, batch_size):
+        idx = take[start:start + batch_size]
+        inputs, targets = prepare(opened, idx)
+        total += float(eval_step(*inputs, *targets)) * idx.size
+    return total / take.size
 
 
 def loss_curve_warnings(history: list[float], val_history: list[float | None]) -> list[str]:
