@@ -10,12 +10,12 @@ from ptytui.scenario.build import (
     build_scenario,
     cache_root,
     measure_incident,
-    predicted_visible_fraction,
     read_manifest,
     scenario_key,
     workspace_name,
     workspace_toml,
 )
+from ptytui.scenario.measure import predicted_visible_fraction
 from ptytui.scenario.settings import (
     DEFAULT_DOSE,
     DEFAULT_SEED,

@@ -18,6 +18,12 @@ Workspace layout (relative to the workspace folder)::
     scenario/fingerprints.npz        inputs and outputs of every model on 4 test groups, for
                                      reload checks
     session/                         the workbench's session folder (empty when built)
+
+This module is longer than the others on purpose: it owns one protocol end to end (the cache key,
+the lock, publication by rename, the user's copy, the healthy recipe and the defect variants
+derived from it), whose steps share private helpers (``_Stages``, ``_finish``,
+``_settings_record``) that would otherwise be imported across modules. What a build measures is
+in ``scenario.measure``.
 """
 
 from __future__ import annotations
@@ -42,12 +48,12 @@ import numpy as np
 
 import ptytui
 from ptytui.core import tfload
-from ptytui.diagnosis.geometry import visible_fraction
 from ptytui.errors import InputError, UsageError
 from ptytui.inputs.grouping import group_split
 from ptytui.inputs.npz import open_split
 from ptytui.networks import architectures
 from ptytui.scenario import epie, simulate, zoo
+from ptytui.scenario.measure import measure_models, predicted_visible_fraction, write_fingerprints
 from ptytui.scenario.settings import (
     DEFAULT_DOSE,
     DEFAULT_SEED,
@@ -58,7 +64,6 @@ from ptytui.scenario.settings import (
 )
 
 __all__ = [
-    "FINGERPRINT_GROUPS",
     "HEALTHY_STAGES",
     "VARIANT_STAGES",
     "ProgressCallback",
@@ -79,10 +84,10 @@ HEALTHY_STAGES = ("simulate", "train pinn_gs2", "train baseline_gs1", "train sup
                   "reconstruct (ePIE)", "measure", "write")
 VARIANT_STAGES = ("plant defects",)
 
-FINGERPRINT_GROUPS = 4
 MANIFEST = "scenario/manifest.json"
 FINGERPRINTS = "scenario/fingerprints.npz"
 _CODE_FILES = ("scenario/settings.py", "scenario/simulate.py", "scenario/zoo.py", "scenario/epie.py",
+               "scenario/measure.py",
                "scenario/build.py", "networks/layers.py", "networks/architectures.py",
                "networks/training.py", "inputs/npz.py", "inputs/npz_reader.py", "inputs/diffraction_scan.py",
                "inputs/grouping.py")
@@ -359,6 +364,10 @@ def _relative_path(path: Path, root: Path) -> str:
 
 
 def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, progress) -> None:
+    """The healthy build's recipe, read top to bottom as the study made its files: simulate and
+    write the splits, train the gs2 PINN, the gs1 "Baseline" bundle and the supervised U-Net,
+    reconstruct the reference, measure, write the manifest. One function on purpose: each stage
+    is a few lines, and splitting it would pass a dozen shared locals between functions."""
 
     started = time.perf_counter()
     stages = _Stages(progress)
@@ -447,8 +456,8 @@ def _build_healthy(tmp: Path, key: str, preset: Preset, dose: float, seed: int, 
     stages.report(stage, 0, 1)
     models = {"pinn_gs2": pinn.diffraction_to_obj, "baseline_gs1": baseline.diffraction_to_obj,
               "supervised_unet": unet}
-    measured = _measure(models, train, test, preset, scale, seed) if preset.measure_at_build else None
-    _write_fingerprints(tmp / FINGERPRINTS, models, test, scale, seed)
+    measured = measure_models(models, train, test, preset, scale, seed) if preset.measure_at_build else None
+    write_fingerprints(tmp / FINGERPRINTS, models, test, scale, seed)
     stages.report(stage, 1, 1)
 
     stages.report("write", 0, 1)
@@ -521,87 +530,6 @@ def _json_default(value):
 # --------------------------------------------------------------------------------------------
 
 
-def _predict(model, inputs, batch_size: int = 256) -> list[np.ndarray]:
-    """Eager, batched model calls (no predict() tracing); outputs as a list of numpy arrays."""
-    count = inputs[0].shape[0]
-    chunks: list[list[np.ndarray]] = []
-    for start in range(0, count, batch_size):
-        part = [a[start : start + batch_size] for a in inputs]
-        out = model(part if len(part) > 1 else part[0], training=False)
-        out = out if isinstance(out, (list, tuple)) else [out]
-        chunks.append([np.asarray(o) for o in out])
-    return [np.concatenate([c[i] for c in chunks]) for i in range(len(chunks[0]))]
-
-
-def predicted_visible_fraction(offsets_xy: np.ndarray, N: int) -> float:
-    """Mean over patches of (1 - |dx|/N)(1 - |dy|/N), each factor clipped at 0: the share of a
-    crop that a patch translated by (dx, dy) still covers (gridsize 1)."""
-
-    visible = visible_fraction(np.asarray(offsets_xy, np.float64).reshape(-1, 2), N)
-    return float(visible.mean()) if visible.size else float("nan")
-
-
-def _output_record(output: np.ndarray) -> dict:
-    return {"nonzero_fraction": float(np.count_nonzero(output) / output.size),
-            "nan_count": int(np.isnan(output).sum()),
-            "amplitude_mean": float(np.nanmean(np.abs(output))),
-            "per_patch_amplitude_std": float(np.nanmean(np.abs(output).std(axis=(1, 2, 3))))}
-
-
-def _measure(models: dict, train, test, preset: Preset, scale: float, seed: int) -> dict:
-    """Nonzero fractions of baseline_gs1 (absolute vs zero offsets) and pinn_gs2 per split."""
-
-    result: dict = {"baseline_gs1": {"absolute": {}, "relative": {}}, "pinn_gs2": {"relative": {}}}
-    for split in (train, test):
-        g1 = group_split(split, 1, seed=seed, n_groups=preset.measure_limit)
-        b1 = g1.batch(split, slice(None))
-        x = b1.diffraction * np.float32(scale)
-        absolute = _predict(models["baseline_gs1"], [x, b1.global_offsets])[0]
-        relative = _predict(models["baseline_gs1"], [x, b1.relative_offsets])[0]
-        result["baseline_gs1"]["absolute"][split.name] = {
-            **_output_record(absolute),
-            "predicted_visible_fraction": predicted_visible_fraction(b1.global_offsets[:, 0, :, 0], preset.N),
-            "n_groups": len(g1),
-        }
-        result["baseline_gs1"]["relative"][split.name] = {**_output_record(relative), "n_groups": len(g1)}
-        g2 = group_split(split, 2, seed=seed, n_groups=preset.measure_limit)
-        b2 = g2.batch(split, slice(None))
-        pinn_out = _predict(models["pinn_gs2"], [b2.diffraction * np.float32(scale), b2.relative_offsets])[0]
-        result["pinn_gs2"]["relative"][split.name] = {**_output_record(pinn_out), "n_groups": len(g2)}
-    return result
-
-
-def _fingerprint_inputs(test, scale: float, seed: int) -> dict[str, list[np.ndarray]]:
-
-    b2 = group_split(test, 2, seed=seed).batch(test, slice(0, FINGERPRINT_GROUPS))
-    b1 = group_split(test, 1, seed=seed).batch(test, slice(0, FINGERPRINT_GROUPS))
-    return {
-        "pinn_gs2": [b2.diffraction * np.float32(scale), b2.relative_offsets],
-        "baseline_gs1": [b1.diffraction * np.float32(scale), b1.relative_offsets],
-        "supervised_unet": [b1.diffraction[..., :1]],
-    }
-
-
-def _write_fingerprints(path: Path, models: dict, test, scale: float, seed: int,
-                        previous: Path | None = None) -> None:
-    """Inputs and outputs of each model on FINGERPRINT_GROUPS test groups: ``NAME.input.K`` and
-    ``NAME.output.K`` arrays. Models missing from ``models`` are copied from ``previous``."""
-    arrays: dict[str, np.ndarray] = {}
-    if previous is not None:
-        with np.load(previous) as old:
-            arrays.update({k: old[k] for k in old.files if k.split(".")[0] not in models})
-    inputs = _fingerprint_inputs(test, scale, seed)
-    for name, model in models.items():
-        outputs = _predict(model, inputs[name])
-        for k, a in enumerate(inputs[name]):
-            arrays[f"{name}.input.{k}"] = a
-        for k, a in enumerate(outputs):
-            arrays[f"{name}.output.{k}"] = a
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
 def measure_incident(workspace: str | Path, *, limit: int | None = None) -> dict:
     """Reload a scenario workspace's models and measure the incident's numbers.
 
@@ -623,7 +551,7 @@ def measure_incident(workspace: str | Path, *, limit: int | None = None) -> dict
     }
     train = open_split(root / "data" / "train.npz", "train")
     test = open_split(root / "data" / "test.npz", "test")
-    return _measure(models, train, test, preset, float(manifest["intensity_scale"]), int(manifest["seed"]))
+    return measure_models(models, train, test, preset, float(manifest["intensity_scale"]), int(manifest["seed"]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -712,7 +640,7 @@ def _build_variant(tmp: Path, key: str, healthy: Path, preset: Preset, dose: flo
             details["nan-weights"] = {"model": "pinn_gs2", **zoo.plant_nan_weights(model)}
         model.save(_unlinked(tmp / "models" / "pinn_gs2.keras"))
         test = open_split(healthy / "data" / "test.npz", "test")
-        _write_fingerprints(tmp / FINGERPRINTS, {"pinn_gs2": model}, test, float(manifest["intensity_scale"]),
+        write_fingerprints(tmp / FINGERPRINTS, {"pinn_gs2": model}, test, float(manifest["intensity_scale"]),
                             seed, previous=healthy / FINGERPRINTS)
         done += len(model_defects)
         stages.report("plant defects", done, total)
