@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from ptytui.core.findings import severity_rank
-from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE
+from ptytui.core.thresholds import THRESHOLDS
 
 #: Findings that name a mechanism. The order is the order of precedence in the headline.
 CAUSE_IDS = (
@@ -38,6 +38,9 @@ CAUSE_IDS = (
     "model-kind",
 )
 #: Findings that describe what the output shows; they point to a cause.
+#: A predicted fraction holds within this of the observed one (the geometry's tolerance too).
+PREDICTION_TOLERANCE = THRESHOLDS.prediction_tolerance
+
 SYMPTOM_IDS = (
     "output-all-zero",
     "output-sparse",
