@@ -59,30 +59,32 @@ def register(app: typer.Typer) -> None:
         decision = current_decision(session.workspace.session_dir)
         plan = plan_retrain(session, model=model, design=design, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, seed=seed, decision=decision, force=force)
+        from ptytui.present.tables import print_prose  # noqa: PLC0415 - rich loads with the command
+
         err = Console(stderr=True)
         for note in plan.notes:
-            err.print(f"note: {note}", markup=False, highlight=False)
-        err.print(f"retraining {plan.model} ({plan.design} design, {plan.epochs} epochs on split "
-                  f"'{plan.train_split}') -> {plan.out_path}", markup=False, highlight=False)
+            print_prose(err, f"note: {note}")
+        print_prose(err, f"retraining {plan.model} ({plan.design} design, {plan.epochs} epochs on split "
+                  f"'{plan.train_split}') -> {plan.out_path}")
         epochs_done, result = [], None
         for event in run_retrain(session, plan):
             if isinstance(event, EpochDone):
                 epochs_done.append({"epoch": event.epoch, "loss": event.loss, "val_loss": event.val_loss,
                                     "seconds": round(event.seconds, 3)})
                 val = "" if event.val_loss is None else f", validation loss {event.val_loss:.5g}"
-                err.print(f"epoch {event.epoch}/{event.epochs}: training loss {event.loss:.5g}{val} "
-                          f"({event.seconds:.1f} s)", markup=False, highlight=False)
+                print_prose(err, f"epoch {event.epoch}/{event.epochs}: training loss {event.loss:.5g}{val} "
+                          f"({event.seconds:.1f} s)")
             elif isinstance(event, RetrainCancelled):
                 raise Cancelled("retrain")
             elif isinstance(event, RetrainFinished):
                 result = event.result
         for warning in result.warnings:
-            err.print(f"warning: {warning}", markup=False, highlight=False)
-        err.print(f"saved {result.path}; {result.toml_path} now names it [models.{result.new_name}] "
-                  f"(previous toml: {result.backup_path})", markup=False, highlight=False)
+            print_prose(err, f"warning: {warning}")
+        print_prose(err, f"saved {result.path}; {result.toml_path} now names it [models.{result.new_name}] "
+                  f"(previous toml: {result.backup_path})")
         verification = None
         if verify:
-            err.print("re-running statistics and metrics", markup=False, highlight=False)
+            print_prose(err, "re-running statistics and metrics")
             verification = verify_retrained(session.workspace.toml_path, result.new_name, trust=trust, seed=seed)
             from ptytui.quality.comparison_store import save_comparison  # noqa: PLC0415
 
@@ -94,8 +96,7 @@ def register(app: typer.Typer) -> None:
             from ptytui.commands.compare import results_console  # noqa: PLC0415
 
             console = results_console()
-            console.print(f"retrained {result.model} -> {result.new_name} ({result.path})", markup=False,
-                          highlight=False)
+            print_prose(console, f"retrained {result.model} -> {result.new_name} ({result.path})")
             if verification is not None:
                 from ptytui.commands.compare import render_comparison  # noqa: PLC0415
                 from ptytui.commands.stats import render_table  # noqa: PLC0415
