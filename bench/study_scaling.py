@@ -61,16 +61,17 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=None, help="scenario cache (default $PTYTUI_CACHE_DIR)")
     parser.add_argument("--rounds", type=int, default=2, help="measured rounds (the minimum is kept)")
     args = parser.parse_args()
-    from ptytui.study.demo import build_demo_study
-
-    build = build_demo_study(cache_dir=args.cache_dir)
-    cells = len(list(build.glob("runs/*/*/ptytui.toml")))
     from ptytui.core.tfload import tf
     from ptytui.study.cluster import study_client
+    from ptytui.study.demo import build_demo_study
     from ptytui.study.spec import ClusterSpec
 
+    # Before anything runs TensorFlow here (a build from an empty cache trains models): the
+    # thread settings cannot change once TensorFlow is initialized.
     tf().config.threading.set_intra_op_parallelism_threads(1)  # the plain loop: one worker's share
     tf().config.threading.set_inter_op_parallelism_threads(1)
+    build = build_demo_study(cache_dir=args.cache_dir)
+    cells = len(list(build.glob("runs/*/*/ptytui.toml")))
     times = {"one": [], "two": [], "plain": []}
     with tempfile.TemporaryDirectory() as folder, \
             study_client(ClusterSpec(threads=1), workers=1) as one_client, \
