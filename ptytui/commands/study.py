@@ -22,17 +22,18 @@ STUDY_HELP = (
 
 
 def render_matrix(result, console) -> None:
-    from rich.table import Table  # noqa: PLC0415
+    """The study matrix: a table when it fits the console, else one block per cell (never a
+    number split or a column squeezed to a few letters)."""
+    from ptytui.present.tables import Column, Grid, render_grid  # noqa: PLC0415 - rich on use
 
     styles = {"error": "bold red", "warning": "yellow", "info": "cyan", "ok": "green", "failed": "red",
               "pending": "dim", "cancelled": "dim"}
-    table = Table(title=f"study {result.name}: {len(result.cells)} cells", title_justify="left")
     header = result.header()
-    for name in header:
-        table.add_column(name, overflow="fold")
+    kinds = ["name"] + ["text"] * (len(header) - 1)
+    grid = Grid(f"study {result.name}: {len(result.cells)} cells", [Column(h, k) for h, k in zip(header, kinds)])
     for row, cells in zip(result.rows(), result.table()):
-        table.add_row(*cells, style=styles.get(result.severity_of(row)))
-    console.print(table, markup=False)
+        grid.add_row(*cells, style=styles.get(result.severity_of(row)))
+    render_grid(console, grid)
 
 
 def export_study(path: Path, out: Optional[Path], *, json_out: bool = False) -> None:

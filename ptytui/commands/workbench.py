@@ -345,24 +345,29 @@ class LiveStudy:
 def launch_study(path: str | Path, *, theme: str | None = None, scheduler: str | None = None,
                  workers: int | None = None) -> int:
     """Open the Study screen on a study file or folder; return the study's exit code."""
-    from ptytui.study.cluster import require_dask  # noqa: PLC0415
+    from ptytui.study.cluster import require_dask, study_client  # noqa: PLC0415
     from ptytui.study.matrix import StudyResult  # noqa: PLC0415
     from ptytui.study.spec import load_study  # noqa: PLC0415
     from ptytui.tui.screens.study import StudyApp  # noqa: PLC0415
 
     study = load_study(path)
     require_dask()
-    live = LiveStudy(study, scheduler=scheduler, workers=workers).start()
-    result = StudyResult.for_study(study)
-    selected = None
-    while True:
-        app = StudyApp(result, feed=live.feed(), theme=theme, selected=selected, on_quit=live.cancel.set)
-        cell_id = app.run()
-        if cell_id is None:
-            break
-        selected = cell_id
-        _open_cell(study, cell_id, theme=theme)
-    live.cancel.set()
+    # The cluster starts here, in the main thread and before Textual takes the terminal: worker
+    # processes spawned from the study's thread while the app starts failed ("Nanny failed to
+    # start"). The study's thread then only submits to it.
+    with study_client(study.cluster, scheduler=scheduler, workers=workers) as client:
+        live = LiveStudy(study, client=client).start()
+        result = StudyResult.for_study(study)
+        selected = None
+        while True:
+            app = StudyApp(result, feed=live.feed(), theme=theme, selected=selected, on_quit=live.cancel.set)
+            cell_id = app.run()
+            if cell_id is None:
+                break
+            selected = cell_id
+            _open_cell(study, cell_id, theme=theme)
+        live.cancel.set()
+        live.thread.join(timeout=30)
     return result.exit_code if result.complete else 3
 
 
