@@ -39,6 +39,7 @@ from ptytui.core.events import LayerHealthUpdate
 from ptytui.core.health import RAW_BINS, SUBNORMAL_CODES, LayerHealth, index_runs, symlog_hist
 from ptytui.core.stats import output_count_tf, reduce_named_tf
 from ptytui.core.tfload import tf as _tf
+from ptytui.running import health_kernel
 from ptytui.running.walk import EntryMeta, flatten_model_inputs, input_name, model_inputs, preview_tf, walk_model
 
 HIST_MIN_SAMPLES = 4  # the histogram sees at least this many samples of a moment batch...
@@ -83,9 +84,14 @@ def _parts(tf, outputs: list) -> list[tuple[str, Any]]:
 
 
 def reduce_part(tf, t, moment_rows, hist_rows_static: int, exact: bool) -> dict[str, Any]:
-    """The device reduction of one float32 part (see the module docstring)."""
+    """The device reduction of one float32 part (see the module docstring): one pass of
+    ptytui's kernel where it is used (``running.health_kernel``: on the CPU, always exact),
+    else stock TensorFlow ops."""
     if t.shape.rank == 0:
         t = tf.reshape(t, [1])
+    native = health_kernel.kernel()
+    if native is not None:
+        return _native_part(tf, native, t, moment_rows, hist_rows_static)
     shape = tf.shape(t)
     lead = shape[0]
     channels = shape[-1] if t.shape.rank >= 2 else tf.constant(1, tf.int32)
@@ -113,6 +119,16 @@ def reduce_part(tf, t, moment_rows, hist_rows_static: int, exact: bool) -> dict[
     out["hist"] = tf.math.bincount(tf.bitcast(code, tf.int32), minlength=RAW_BINS, maxlength=RAW_BINS,
                                    dtype=tf.int32)
     return out
+
+
+def _native_part(tf, native, t, moment_rows, hist_rows_static: int) -> dict[str, Any]:
+    """``reduce_part``'s numbers from the kernel: NaN and Inf counted exactly on every batch,
+    and the sum (``floats[0]``) is over the finite values of the moment rows only, so it is
+    finite and ``run_batch`` never reruns a batch through the exact path."""
+    head, per_sample, per_channel, nan, inf, floats, hist = native.ptytui_layer_health(
+        t, tf.cast(tf.minimum(moment_rows, ALL_ROWS), tf.int32), tf.constant(hist_rows_static, tf.int32))
+    return {"head": head, "per_sample": per_sample, "per_channel": per_channel, "nan": nan, "inf": inf,
+            "floats": floats, "hist": hist}
 
 
 def _pack(concat, reduced: list[dict]) -> dict[str, Any]:
@@ -150,6 +166,7 @@ class HealthStep:
         self.entries: list[EntryMeta] = []
         self.entry_parts: list[list[int]] = []  # part indices of each entry
         self.slots: list[PartSlot] = []
+        self.kernel = ""  # "native" or "stock (why)", set when the walk is traced
 
     def walk(self, flat_inputs: list, reduce_one: Callable[[Any, int], dict]):
         """Walk the model once, reducing each part with ``reduce_one(part, hist_rows)``; record
@@ -173,6 +190,7 @@ class HealthStep:
                 preview.update(preview_tf(tf, outputs[0]))
             return indices
 
+        self.kernel = health_kernel.status()  # the path reduce_part takes while this walk is traced
         entries, results, outputs = walk_model(self._model_ref(), flat_inputs, reduce, self.preview_path)
         index = {id(meta): i for i, meta in enumerate(entries)}
         for meta, slot in slots:
@@ -404,6 +422,7 @@ class Probe:
     slots: list[PartSlot]
     records: list[LayerHealth]  # one per part
     preview: dict[str, np.ndarray]  # {"image", "stride"} of the preview entry, or empty
+    kernel: str = ""  # how the records were computed: "native" or "stock (why)"
 
 
 _PART_FNS: dict[bool, Any] = {}
@@ -450,7 +469,7 @@ def probe_health(model, inputs, *, preview_path: str | None = None, compiled: bo
     records = accumulator.records()
     return Probe(list(step.entries), [list(p) for p in step.entry_parts], list(step.slots),
                  [records[k] for k in accumulator.keys],
-                 {k: np.asarray(v) for k, v in (preview or {}).items()})
+                 {k: np.asarray(v) for k, v in (preview or {}).items()}, step.kernel)
 
 
 # ---- live: every layer's health while a split streams -------------------------------------

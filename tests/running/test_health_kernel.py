@@ -1,0 +1,181 @@
+"""ptytui's one-pass layer-health kernel against the stock TensorFlow path it replaces on the CPU:
+the same numbers (counts, sample sets and histograms exactly, moments to float32 rounding) on
+real Keras models, NaN and Inf included; its build, cache and fallback."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ptytui.running import health_kernel
+from ptytui.running.layer_health import HealthStep, accumulator_for, run_batch
+
+keras = pytest.importorskip("keras")
+
+HAS_COMPILER = shutil.which(os.environ.get("CXX", "g++")) is not None
+
+
+def _model_with_everything():
+    """conv (one dead channel) -> relu -> a layer that puts NaN / Inf into chosen samples ->
+    global pool -> dense: zero samples, dead channels, non-finite samples, ranks 4, 2 and 1."""
+    from ptytui.core.tfload import keras as _keras
+    from ptytui.core.tfload import tf as _tf
+
+    k, tf = _keras(), _tf()
+
+    class Poison(k.layers.Layer):
+        def call(self, x):
+            # sample 1 gets NaN where the input is positive, sample 2 Inf; the rest pass through
+            ids = tf.reshape(tf.range(tf.shape(x)[0]), [-1, 1, 1, 1])
+            poisoned = tf.where((ids == 1) & (x > 0.5), np.float32("nan"), x)
+            return tf.where((ids == 2) & (x > 0.5), np.float32("inf"), poisoned)
+
+    x_in = k.Input((12, 12, 3), name="image")
+    conv = k.layers.Conv2D(8, 3, padding="same", name="conv")
+    h = k.layers.ReLU(name="relu")(conv(x_in))
+    h = Poison(name="poison")(h)
+    pooled = k.layers.GlobalAveragePooling2D(name="pool")(h)
+    out = k.layers.Dense(1, name="head")(pooled)
+    model = k.Model(x_in, k.layers.Flatten(name="flat")(out), name="everything")
+    kernel, bias = conv.get_weights()
+    kernel[..., 3] = 0.0
+    bias[3] = -1.0  # channel 3 is dead after the ReLU
+    conv.set_weights([kernel, bias])
+    return model
+
+
+def _batch(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=(n, 12, 12, 3)).astype(np.float32)
+    x[0] = 0.0  # sample 0 is all zero at the input
+    return x
+
+
+def _records(model, batches, *, stock: bool, full_every: int = 1):
+    from contextlib import nullcontext
+
+    with health_kernel.stock_only() if stock else nullcontext():
+        step = HealthStep(model)
+        first = run_batch(step, [batches[0]], full=True)[0]
+    accumulator = accumulator_for(step, sample_every=full_every)
+    start = 0
+    for i, xb in enumerate(batches):
+        batch = first if i == 0 else run_batch(step, [xb], full=i % full_every == 0)[0]
+        accumulator.add(batch, np.arange(start, start + len(xb)), full=i % full_every == 0)
+        start += len(xb)
+    return accumulator.records()
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+def test_the_kernel_builds_and_is_used_on_the_cpu():
+    assert health_kernel.status() == "native"
+    assert health_kernel.kernel() is not None
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+@pytest.mark.parametrize("full_every", [1, 2])
+def test_kernel_records_equal_the_stock_records(full_every):
+    model = _model_with_everything()
+    batches = [_batch(7, seed) for seed in range(4)] + [_batch(3, 9)]
+    native = _records(model, batches, stock=False, full_every=full_every)
+    stock = _records(model, batches, stock=True, full_every=full_every)
+    assert native.keys() == stock.keys()
+    poisoned = native["poison"]
+    assert poisoned.nan_count > 0 and poisoned.inf_count > 0  # the comparison covers non-finite values
+    # samples 1 and 2 of each batch, as half-open runs of group indices
+    assert [tuple(r) for r in poisoned.nonfinite_samples] == [(1, 3), (8, 10), (15, 17), (22, 24), (29, 31)]
+    assert native["relu"].dead_channels == 1
+    for path, a in native.items():
+        b = stock[path]
+        exact = ("count", "zero_count", "nan_count", "inf_count", "samples", "finite_count", "batches",
+                 "moment_batches", "hist_elements", "underflow_count", "zero_samples", "nonfinite_samples")
+        for field in exact:
+            assert getattr(a, field) == getattr(b, field), (path, field)
+        assert (a.channel_nonzero is None) == (b.channel_nonzero is None)
+        if a.channel_nonzero is not None:
+            assert np.array_equal(a.channel_nonzero, b.channel_nonzero), path
+        assert np.array_equal(a.hist_counts, b.hist_counts), path
+        assert a.min == b.min and a.max == b.max, path
+        assert a.mean == pytest.approx(b.mean, rel=1e-5, abs=1e-6), path
+        assert a.m2 == pytest.approx(b.m2, rel=1e-4, abs=1e-5), path
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+def test_kernel_on_mobilenet_equals_stock():
+    """Every layer of a real application model (depthwise convs, ReLU6, padding, 156 layers)."""
+    from ptytui.core.tfload import keras as _keras
+
+    k = _keras()
+    k.utils.set_random_seed(0)
+    model = k.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), classes=4)
+    batches = [np.random.default_rng(s).random((4, 32, 32, 3)).astype(np.float32) for s in range(2)]
+    native = _records(model, batches, stock=False)
+    stock = _records(model, batches, stock=True)
+    assert len(native) > 150
+    for path, a in native.items():
+        b = stock[path]
+        assert (a.count, a.zero_count, a.nan_count, a.inf_count) == (b.count, b.zero_count, b.nan_count,
+                                                                     b.inf_count), path
+        assert a.zero_samples == b.zero_samples and np.array_equal(a.hist_counts, b.hist_counts), path
+        assert a.mean == pytest.approx(b.mean, rel=1e-4, abs=1e-6), path
+
+
+def test_a_missing_compiler_falls_back_to_stock_and_says_why(tmp_path):
+    """A process without a compiler (CXX names none) computes layer health with the stock ops."""
+    code = ("from ptytui.running import health_kernel as h; import numpy as np;"
+            "from ptytui.running.layer_health import probe_health;"
+            "from ptytui.core.tfload import keras; k = keras();"
+            "m = k.Sequential([k.Input((4,)), k.layers.Dense(2, activation='relu')]);"
+            "p = probe_health(m, np.ones((3, 4), np.float32)); print(h.status()); print(p.records[-1].count)")
+    env = dict(os.environ, CXX="ptytui-no-such-compiler", PTYTUI_KERNEL_DIR=str(tmp_path))
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.strip().splitlines()
+    assert lines[0] == "stock (no C++ compiler: ptytui-no-such-compiler not found)"
+    assert lines[1] == "6"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler")
+def test_a_failed_build_is_remembered_and_reported(tmp_path, monkeypatch):
+    """A compiler that fails leaves a note in the kernel folder and the reason in the status; the
+    next process does not try again for the same key."""
+    from ptytui.core.tfload import tf as _tf
+
+    wrapper = tmp_path / "bad-cxx"
+    wrapper.write_text("#!/bin/sh\nif [ \"$1\" = --version ]; then echo bad-cxx 1.0; exit 0; fi\n"
+                       "echo 'layer_health_op.cc:1: error: simulated failure' >&2; exit 1\n")
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CXX", str(wrapper))
+    monkeypatch.setenv(health_kernel.DIR_ENV, str(tmp_path / "kernels"))
+    library, state = health_kernel.build(_tf())
+    assert library is None
+    assert state == "stock (the kernel's build failed: layer_health_op.cc:1: error: simulated failure)"
+    notes = list((tmp_path / "kernels").glob("*.failed"))
+    assert len(notes) == 1 and not list((tmp_path / "kernels").glob("*.so"))
+    wrapper.write_text("#!/bin/sh\necho bad-cxx 1.0\nexit 0\n")  # same version: same key
+    assert health_kernel.build(_tf()) == (None, state)
+
+
+def test_stock_mode_is_honoured(monkeypatch):
+    monkeypatch.setattr(health_kernel, "_state", {})
+    monkeypatch.setenv(health_kernel.MODE_ENV, "stock")
+    assert health_kernel.kernel() is None
+    assert health_kernel.status() == "stock (PTYTUI_HEALTH_KERNEL=stock)"
+
+
+def test_doctor_reports_how_layer_health_is_computed(capsys):
+    import json
+
+    from ptytui.cli import main
+
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["tensorflow"]["layer_health_kernel"] == health_kernel.status()
+    if HAS_COMPILER:
+        assert report["tensorflow"]["layer_health_kernel"] == "native"
+        assert not [p for p in report["problems"] if "layer health" in p]
