@@ -81,26 +81,57 @@ class Methods:
         self.forward_fn = tf.function(lambda v: model(v, training=False), autograph=False)
         self.capture_model = keras.Model(model.inputs, [layer.output for layer in model.layers[1:]])
         self.loaded, self.input_name = _loaded(model)
+        self._stock = None
+
+    @property
+    def stock_loaded(self):
+        """The same model again (built on first use, so the memory children do not hold it), its
+        layer-health steps built with stock TensorFlow ops (a step keeps the path it was built
+        with): ptytui's kernel against what it replaces."""
+        if self._stock is None:
+            from ptytui.core.tfload import keras as _keras
+
+            clone = _keras().models.clone_model(self.model)
+            clone.set_weights(self.model.get_weights())
+            self._stock, _ = _loaded(clone)
+        return self._stock
+
+    @property
+    def stock_model(self):
+        return self.stock_loaded.model
 
     def forward(self):
         return np.asarray(self.forward_fn(self.x))
 
-    def probe(self):
+    def probe(self, stock: bool = False):
+        from ptytui.running.health_kernel import stock_only
         from ptytui.running.trace import trace_model
 
-        return trace_model(self.model, self.x, with_weights=False)
+        if not stock:
+            return trace_model(self.model, self.x, with_weights=False)
+        with stock_only():
+            return trace_model(self.stock_model, self.x, with_weights=False)
 
     def capture(self):
         return self.capture_model.predict_on_batch(self.x)
 
-    def stream(self, live: bool):
-        """One streamed split, as ``run_inference`` does per batch (records merged on the host)."""
+    def stream(self, live: bool, stock: bool = False):
+        """One streamed split, as ``run_inference`` does per batch (records merged on the host);
+        ``stock``: live health through stock TensorFlow ops instead of ptytui's kernel."""
         from ptytui.core.stats import StatsAccumulator
+        from ptytui.running.health_kernel import stock_only
         from ptytui.running.inference import _compiled_step
         from ptytui.running.layer_health import LiveLayerHealth
 
-        step = _compiled_step(self.loaded)
-        health = LiveLayerHealth(self.loaded, step, "m", "s") if live else None
+        loaded = self.stock_loaded if stock else self.loaded
+        step = _compiled_step(loaded)
+        if live and stock:
+            with stock_only():
+                health = LiveLayerHealth(loaded, step, "m", "s")
+                health({self.input_name: self.batches[0]})  # builds the step's graph: stock ops
+                health = LiveLayerHealth(loaded, step, "m", "s")
+        else:
+            health = LiveLayerHealth(loaded, step, "m", "s") if live else None
         accumulator = StatsAccumulator()
         done = 0
         for i, xb in enumerate(self.batches):
@@ -117,8 +148,10 @@ class Methods:
 def timings(name: str, batch: int, repeats: int, stream_batches: int) -> dict:
     model, shape = build(name)
     m = Methods(model, shape, batch, stream_batches)
-    methods = {"forward": m.forward, "probe trace": m.probe, "full capture": m.capture,
-               "stream": lambda: m.stream(False), "stream + live health": lambda: m.stream(True)}
+    methods = {"forward": m.forward, "probe trace": m.probe, "probe trace, stock ops": lambda: m.probe(True),
+               "full capture": m.capture, "stream": lambda: m.stream(False),
+               "stream + live health": lambda: m.stream(True),
+               "  ... with stock ops": lambda: m.stream(True, stock=True)}
     first = {}
     for key, fn in methods.items():
         started = time.perf_counter()
@@ -217,7 +250,7 @@ def report(name: str, args) -> None:
     runs, first = t["runs"], t["first"]
     print(f"\n{name} ({t['layers']} layers), batch {args.batch}, median of {args.repeats} interleaved repeats")
     print("  per batch, against a compiled forward pass:")
-    for key in ("forward", "probe trace", "full capture"):
+    for key in ("forward", "probe trace", "probe trace, stock ops", "full capture"):
         print(_ratio_line(key, runs[key], runs["forward"], first[key]))
     debugger = _child(["--debugger", name, "--batch", str(args.batch), "--repeats", str(args.repeats)])
     if debugger:
@@ -225,7 +258,7 @@ def report(name: str, args) -> None:
         print(f"    {'Debugger V2 FULL_HEALTH':22s} {'':12s} ratio {statistics.median(r):5.2f}x"
               f"   (spread {min(r):.2f}-{max(r):.2f})   first call {debugger['first']:6.2f} s")
     print(f"  per streamed split ({args.stream_batches} batches), against the same stream without health:")
-    for key in ("stream", "stream + live health"):
+    for key in ("stream", "stream + live health", "  ... with stock ops"):
         print(_ratio_line(key, runs[key], runs["stream"], first[key]))
     memory = {}
     for method in ("stream", "stream-live", "probe", "capture"):
@@ -259,8 +292,10 @@ def main() -> None:
     if args.debugger:
         debugger_child(args.debugger, args.batch, args.repeats)
         return
+    from ptytui.running.health_kernel import status
+
     print(f"layer-health overhead, batch {args.batch}, {os.cpu_count()} CPUs visible "
-          f"(load average {os.getloadavg()[0]:.1f} at start)")
+          f"(load average {os.getloadavg()[0]:.1f} at start); layer-health kernel: {status()}")
     for name in MODELS if args.model == "all" else (args.model,):
         report(name, args)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")

@@ -61,6 +61,13 @@ def environment_report() -> dict:
         "devices": [d.name for d in tf_module.config.list_physical_devices()],
         "gpus": details,
     }
+    from ptytui.running import health_kernel  # noqa: PLC0415 - imports TensorFlow; builds the kernel once
+
+    kernel_status = health_kernel.status()
+    report["tensorflow"]["layer_health_kernel"] = kernel_status
+    if kernel_status.startswith("stock (the kernel's build failed") or "no C++ compiler" in kernel_status:
+        report["problems"].append(f"layer health uses {kernel_status}: live layer health costs about "
+                                  "1.5x more on CPU without the kernel")
     if not gpus and tf_module.test.is_built_with_cuda():
         report["problems"].append("TensorFlow was built with CUDA but sees no GPU (check drivers, CUDA_VISIBLE_DEVICES)")
     return report
@@ -91,6 +98,7 @@ def register(app: typer.Typer) -> None:
             table.add_row("TensorFlow", f"{tf_info['version']} (Keras {tf_info['keras']}), import "
                                         f"{tf_info['import_seconds']} s")
             table.add_row("devices", ", ".join(tf_info["devices"]))
+            table.add_row("layer-health kernel", tf_info["layer_health_kernel"])
             for gpu in tf_info["gpus"]:
                 table.add_row(gpu["name"], f"{gpu['details'].get('device_name', '')} memory growth "
                                            f"{'on' if gpu['memory_growth'] else 'off'}")

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -207,6 +208,7 @@ class Trace:
     preview: LayerPreview | None = None
     seconds: float = 0.0
     positions: str | None = None
+    health_kernel: str = ""  # "native" (ptytui's one-pass kernel) or "stock (why)"
 
     def layer(self, path: str) -> LayerTrace:
         for entry in self.layers:
@@ -234,6 +236,7 @@ class Trace:
             "seconds": round(self.seconds, 4),
             "layers": [self._layer_dict(entry) for entry in self.layers],
             "first_collapse": self.first_collapse.to_dict() if self.first_collapse else None,
+            "health_kernel": self.health_kernel,
         }
 
     def _layer_dict(self, entry: LayerTrace) -> dict[str, Any]:
@@ -279,8 +282,28 @@ def records_of(name: str, tensor) -> dict[str, TensorStats]:
 _CONFIG_SKIP = ("name", "trainable", "dtype")
 
 
+_CONFIGS: "weakref.WeakKeyDictionary[Any, dict[str, Any]]" = weakref.WeakKeyDictionary()
+
+
 def _plain_config(layer) -> dict[str, Any]:
-    """The scalar (and short list) values of a layer's config, for display."""
+    """The scalar (and short list) values of a layer's config, for display; read once per layer
+    (``get_config`` serializes the layer: a third of a warm MobileNetV2 trace if read each time)."""
+    try:
+        cached = _CONFIGS.get(layer) if layer is not None else None
+    except TypeError:  # not weakly referenceable
+        cached = None
+    if cached is not None:
+        return dict(cached)
+    config = _read_plain_config(layer)
+    try:
+        if layer is not None:
+            _CONFIGS[layer] = config
+    except TypeError:
+        pass
+    return dict(config)
+
+
+def _read_plain_config(layer) -> dict[str, Any]:
     try:
         config = layer.get_config() if layer is not None and hasattr(layer, "get_config") else {}
     except Exception:  # noqa: BLE001 - some layers cannot describe themselves; nothing to show
@@ -380,7 +403,7 @@ def trace_model(model, inputs, *, model_name: str = "model", split: str = "data"
                                       stride=tuple(int(s) for s in probe.preview["stride"]))
     trace = Trace(model=model_name, split=split, n_samples=n_samples, layers=layers,
                   first_collapse=find_first_collapse(layers, collapse_threshold, healthy_threshold),
-                  preview=preview_result, positions=positions)
+                  preview=preview_result, positions=positions, health_kernel=probe.kernel)
     trace.seconds = time.perf_counter() - started
     return trace
 
