@@ -46,6 +46,7 @@ SYMPTOM_IDS = (
     "output-sparse",
     "output-constant",
     "activation-collapse",
+    "sample-collapse",
     "nonfinite",
     "counterfactual-recovers",
     "metric-degenerate",
@@ -237,7 +238,7 @@ def _chain(cause: Cause, findings) -> list[Link]:
         if f.get("id") in CONTEXT_IDS and f.get("model") == cause.model and i != cause.finding:
             chain.append(Link(str(f.get("summary", "")), i, _numbers(f)))
     chain.append(Link(cause.summary, cause.finding, _numbers(findings[cause.finding])))
-    order = {"activation-collapse": 0, "nonfinite": 1, "output-constant": 2, "output-all-zero": 3,
+    order = {"activation-collapse": 0, "sample-collapse": 0, "nonfinite": 1, "output-constant": 2, "output-all-zero": 3,
              "output-sparse": 3, "metric-degenerate": 4, "underflow": 5, "counterfactual-recovers": 6}
     for i in sorted(cause.symptoms, key=lambda i: (order.get(findings[i].get("id"), 9), findings[i].get("split") or "")):
         if findings[i].get("id") == "counterfactual-recovers":

@@ -43,6 +43,18 @@ def test_the_incident_chain_runs_from_context_to_cause_to_symptoms():
     assert verdict.cause_of(1) == 0 and verdict.cause_of(5) is None
 
 
+def test_samples_collapsed_by_a_cause_are_its_symptoms():
+    """The per-sample collapse (from live layer health) of a model with a cause is a link of that
+    cause's chain, not a finding left unexplained."""
+    findings = [off_canvas({"test": 0.213}, {"test": 0.219}),
+                finding("sample-collapse", "warning", split="test", count=28, samples_all_zero=28),
+                finding("sample-collapse", "warning", model="pinn", split="test", count=3)]
+    verdict = build_verdict(findings)
+    (cause,) = verdict.causes
+    assert cause.symptoms == [1] and [link.finding for link in cause.chain] == [0, 1]
+    assert verdict.cause_of(1) == 0 and verdict.cause_of(2) is None
+
+
 def test_a_failed_prediction_is_ruled_out_never_named():
     # A reassembly that centres each call: every patch visible although the offsets are absolute.
     findings = [off_canvas({"test": 0.0013}, {"test": 1.0})]
