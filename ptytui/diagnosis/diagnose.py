@@ -249,7 +249,7 @@ def _diagnose_split(run: _Pass, model: _ModelPass, plan) -> Iterator[EngineEvent
     model.traces.append(trace)
     yield TraceDone(name, plan.split, trace=trace.to_dict())
     yield from run.raised(rules.trace_findings(trace, model.label, model.baseline,
-                                               report_weights=len(model.traces) == 1))
+                                               report_weights=len(model.traces) == 1, live=result.layer_health))
 
     geometry = split_geometry(model.loaded.card, split, grouping, model=name, positions=plan.positions,
                               batch_size=result.batch_size)

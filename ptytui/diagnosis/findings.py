@@ -14,7 +14,9 @@ Rules and thresholds
   1% nonzero fed by a layer above 20%; the evidence says whether it is the reassembly layer.
 - ``dead-units``: layers (up to the first collapse, >= 2 channels) with dead channels: error when
   every channel of a layer is dead; info when at least ``DEAD_CHANNEL_WARN`` (50%) are (briefly
-  trained ReLU networks often leave half a layer's channels silent on a small probe batch).
+  trained ReLU networks often leave half a layer's channels silent on a small probe batch). A
+  layer the run's live layer health covers is counted over the whole split (every batch), else
+  over the probe batch; the summary says which.
 - ``nonfinite`` (error): NaN/Inf in the data, the inputs as fed, an activation or an output.
 - ``weights-nonfinite`` (error) / ``weights-all-zero`` (error): weight health of the trace.
 - ``input-drift`` / ``positions-drift`` (warning): see ``diagnosis.drift`` for the measures.
@@ -41,10 +43,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ptytui.core.events import RunResult
 from ptytui.core.findings import Finding
+from ptytui.core.health import LayerHealth
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.diagnosis.drift import SplitDrift
 from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE, AxesCheck, CoverageCheck, SplitGeometry
@@ -255,12 +258,15 @@ def _output_record_findings(result: RunResult, name: str, record, label, baselin
 # ---- one trace ----------------------------------------------------------------------------------
 
 
-def trace_findings(trace: Trace, label, baseline: bool, report_weights: bool = True) -> list[Finding]:
+def trace_findings(trace: Trace, label, baseline: bool, report_weights: bool = True,
+                   live: Mapping[str, LayerHealth] | None = None) -> list[Finding]:
     """activation-collapse, dead-units, nonfinite (activations), weights-* from one trace.
 
     Weights do not depend on the split, so weight findings come only with ``report_weights``
-    (the first traced split of a model)."""
-    out = [f for f in (_collapse_finding(trace, label, baseline), _dead_units_finding(trace, label),
+    (the first traced split of a model). ``live``: the run's layer health over every batch of the
+    split (``RunResult.layer_health``); dead channels are then those never nonzero over the whole
+    split, not only over the probe batch."""
+    out = [f for f in (_collapse_finding(trace, label, baseline), _dead_units_finding(trace, label, live),
                        _nonfinite_activation_finding(trace, label)) if f is not None]
     if report_weights:
         out += _weight_findings(trace, label)
@@ -283,17 +289,31 @@ def _collapse_finding(trace: Trace, label, baseline: bool) -> Finding | None:
         [action("debug-baseline")] if baseline else [], label=label)
 
 
-def _dead_units_finding(trace: Trace, label) -> Finding | None:
-    dead = dead_layers(trace)
+def _over_split(row: dict[str, Any], live: Mapping[str, LayerHealth] | None) -> dict[str, Any]:
+    """A probe batch's dead-channel row, recounted over the whole split where the run's live layer
+    health has the layer (a channel silent on the probe may fire on other samples)."""
+    record = (live or {}).get(row["path"])
+    channels = None if record is None else record.channel_nonzero
+    if channels is None or len(channels) != row["channels"]:
+        return {**row, "over": "probe batch"}
+    dead = record.dead_channels
+    return {**row, "dead_channels": dead, "fraction": dead / row["channels"], "over": "split",
+            "samples": record.samples}
+
+
+def _dead_units_finding(trace: Trace, label, live: Mapping[str, LayerHealth] | None = None) -> Finding | None:
+    dead = [row for row in (_over_split(r, live) for r in dead_layers(trace)) if row["dead_channels"]]
     fully = [row for row in dead if row["dead_channels"] == row["channels"]]
     mostly = [row for row in dead if row["fraction"] >= DEAD_CHANNEL_WARN]
     if not (fully or mostly):
         return None
     worst = (fully or mostly)[0]
+    over = (f"all {worst['samples']} samples of the split" if worst["over"] == "split"
+            else f"the probe batch ({trace.n_samples} samples)")
     return Finding(
         "dead-units", "error" if fully else "info", trace.model, trace.split, worst["path"],
         f"{trace.model} on {trace.split}: {worst['dead_channels']} of {worst['channels']} channels of "
-        f"{worst['path']} are never nonzero over the probe batch"
+        f"{worst['path']} are never nonzero over {over}"
         + (f" ({len(fully)} layer(s) entirely dead)" if fully else ""),
         {"layers": (fully or mostly)[:8], "n_samples": trace.n_samples,
          "min_channels": DEAD_CHANNELS_MIN}, label=label)

@@ -158,7 +158,12 @@ def test_dead_layer_found_where_planted(model_defects):
 
     for split in ("train", "test"):
         assert _one(model_defects, "activation-collapse", split=split).layer == DEAD_LAYER
-        assert _one(model_defects, "dead-units", split=split).layer == DEAD_LAYER
+        dead = _one(model_defects, "dead-units", split=split)
+        assert dead.layer == DEAD_LAYER
+        # counted by the live layer health over every batch of the split, not the probe batch alone
+        row = dead.evidence["layers"][0]
+        assert row["over"] == "split" and row["samples"] == 32 and row["dead_channels"] == row["channels"]
+        assert "never nonzero over all 32 samples of the split" in dead.summary
     clipping = [h for h in model_defects.hypotheses if h.id == "architecture-clipping"][0]
     assert clipping.verdict == "supported"
 
