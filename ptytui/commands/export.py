@@ -11,7 +11,8 @@ import typer
 EXPORT_HELP = ("Write the report and its artifacts, each file atomically: report.md (Summary, Evidence, "
                "Analysis, Root cause, Commands to reproduce, Decision, Status, Artifacts), "
                "comparison_metrics.csv and frc_curves.csv, session.json, debug_<model>_<split>.npz (the "
-               "failing batch: inputs, positions, outputs) and PNG figures. Uses the session's saved "
+               "failing batch: inputs, positions, outputs), collapsed_<model>_<split>.npz (the samples a "
+               "sample-collapse finding names: their inputs) and PNG figures. Uses the session's saved "
                "diagnosis and comparison when they match the inputs, else runs them.")
 
 

@@ -10,8 +10,9 @@ zero there. The rules here are pure functions of those records:
 - ``sample-nonfinite`` (warning): the first layer after which samples hold a NaN or Inf.
 
 Both are neither causes nor symptoms for the verdict: they locate, per sample, what the
-activation-collapse and nonfinite findings say for the batch. ``dump_samples`` writes the named
-samples' inputs (as the grouping reads them) for the export.
+activation-collapse and nonfinite findings say for the batch. ``collapsed_from_findings`` reads the
+samples back from the findings (as ``diagnose --json`` writes them), and ``dump_samples`` writes
+the named samples' inputs (as the grouping reads them) for the export.
 
 Conventions: sample indices are group indices of the split's grouping (what ``Session.group_ids``
 runs), as half-open ranges [start, stop); record keys are layer paths, ``path:part`` for a
@@ -20,8 +21,10 @@ layer's other outputs and complex phases (not considered: the first part decides
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -107,17 +110,92 @@ def collapsed_sample_ids(records: Mapping[str, LayerHealth], layer: str | None =
     return run_indices(runs)
 
 
-def dump_samples(path: str | Path, split, grouping, group_ids) -> Path:
+@dataclass
+class CollapsedSamples:
+    """The samples that the ``sample-collapse`` findings of one model on one split name.
+
+    ``ranges``: the union of the findings' ranges (group indices, half-open, sorted); ``layer``:
+    the first layer after which samples are all zero; ``total``: the samples the run streamed
+    (the findings' "of"; None when they do not say); ``layers``: per finding, in order, its layer,
+    how many samples are all zero there and the ranges first all zero there.
+    """
+
+    model: str
+    split: str
+    layer: str
+    ranges: Ranges
+    total: int | None
+    layers: list[dict[str, Any]]
+
+    @property
+    def count(self) -> int:
+        return _count(self.ranges)
+
+    def group_ids(self) -> np.ndarray:
+        return run_indices(self.ranges)
+
+
+def _finding_ranges(evidence: Mapping, key: str) -> Ranges | None:
+    """``evidence[key]`` as sorted, coalesced half-open ranges, or None when it is not a list of
+    [start, stop) pairs of non-negative integers."""
+    raw = evidence.get(key)
+    if not isinstance(raw, list):
+        return None
+    runs: Ranges = []
+    for pair in raw:
+        if not (isinstance(pair, (list, tuple)) and len(pair) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in pair) and 0 <= pair[0] < pair[1]):
+            return None
+        runs = union_runs(runs, [(int(pair[0]), int(pair[1]))])
+    return runs
+
+
+def collapsed_from_findings(findings: Iterable[Mapping]) -> list[CollapsedSamples]:
+    """Per (model, split), in the findings' order, the samples its ``sample-collapse`` findings
+    name (finding dicts as ``diagnose --json`` and the saved diagnosis.json hold them; a finding
+    without readable ranges is skipped)."""
+    out: dict[tuple[str, str], CollapsedSamples] = {}
+    for finding in findings:
+        if not isinstance(finding, Mapping) or finding.get("id") != "sample-collapse":
+            continue
+        evidence = finding.get("evidence") or {}
+        model, split = finding.get("model"), finding.get("split")
+        runs = _finding_ranges(evidence, "ranges") if isinstance(evidence, Mapping) else None
+        if not runs or not isinstance(model, str) or not isinstance(split, str):
+            continue
+        layer = str(finding.get("layer") or evidence.get("layer") or "")
+        total = evidence.get("of")
+        entry = out.get((model, split))
+        if entry is None:
+            entry = out[(model, split)] = CollapsedSamples(
+                model, split, layer, [], int(total) if isinstance(total, int) else None, [])
+        entry.ranges = union_runs(entry.ranges, runs)
+        new = _finding_ranges(evidence, "new_ranges")
+        entry.layers.append({"layer": layer, "samples": _count(runs),
+                             "new_ranges": [list(r) for r in (new if new is not None else runs)]})
+    return list(out.values())
+
+
+def dump_samples(path: str | Path, split, grouping, group_ids, *, layer: str | None = None,
+                 meta: Mapping[str, Any] | None = None) -> Path:
     """Write the given groups' inputs, as the grouping reads them, to an NPZ (atomically).
 
     Keys: ``group_indices`` (B,), ``diffraction`` (B, N, N, C) float32 amplitude at the stored
     scale, ``positions`` (B, C, 2) float64 absolute [x, y] object pixels, ``relative_offsets``
-    (B, 1, 2, C) float32, ``pattern_indices`` (B, C) into the split.
+    (B, 1, 2, C) float32, ``pattern_indices`` (B, C) into the split; with ``layer``, ``layer`` (a
+    0-d string: the layer after which the samples are all zero); with ``meta``, ``meta_json`` (a
+    0-d JSON string). Every key reads with ``np.load(..., allow_pickle=False)``.
     """
     ids = np.asarray(group_ids, dtype=np.int64).reshape(-1)
     batch = grouping.batch(split, ids, ground_truth=False)
+    arrays: dict[str, np.ndarray] = {"group_indices": ids, "diffraction": batch.diffraction,
+                                     "positions": batch.positions, "relative_offsets": batch.relative_offsets,
+                                     "pattern_indices": batch.indices}
+    if layer is not None:
+        arrays["layer"] = np.array(str(layer))
+    if meta is not None:
+        arrays["meta_json"] = np.array(json.dumps(meta))
     path = Path(path)
     with atomic_open(path, "wb") as handle:
-        np.savez(handle, group_indices=ids, diffraction=batch.diffraction, positions=batch.positions,
-                 relative_offsets=batch.relative_offsets, pattern_indices=batch.indices)
+        np.savez(handle, **arrays)
     return path

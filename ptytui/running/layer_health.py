@@ -304,7 +304,9 @@ class HealthAccumulator:
         self.max_lead = np.zeros(n, np.int64)
         self.batches = self.moment_batches = 0
 
-    def add(self, batch: _Batch, sample_ids: np.ndarray, full: bool) -> None:
+    def add(self, batch: _Batch, sample_ids: np.ndarray, full: bool, *, same_batch: bool = False) -> None:
+        """Fold one batch in; ``same_batch``: another replica's part of the batch added last
+        (counted as the same batch, so ``batches`` does not depend on the replica count)."""
         count = batch.lead * batch.size
         nonzero = batch.per_part(batch.per_sample)
         nan = batch.per_part(batch.nan) if batch.nan is not None else np.zeros_like(count)
@@ -315,7 +317,7 @@ class HealthAccumulator:
         self.inf += inf
         self.samples += batch.lead
         self.max_lead = np.maximum(self.max_lead, batch.lead)
-        self.batches += 1
+        self.batches += 0 if same_batch else 1
         self.channels = batch.channels
         self.per_channel = batch.per_channel.copy() if self.per_channel is None else self.per_channel + batch.per_channel
         for part, ids in batch.sample_sets(batch.per_sample == 0, sample_ids).items():
@@ -324,9 +326,9 @@ class HealthAccumulator:
             for part, ids in batch.sample_sets(batch.nan + batch.inf > 0, sample_ids).items():
                 self.nonfinite_ids.setdefault(part, []).append(ids)
         if full:
-            self._add_moments(batch, count - nan - inf)
+            self._add_moments(batch, count - nan - inf, same_batch)
 
-    def _add_moments(self, batch: _Batch, finite: np.ndarray) -> None:
+    def _add_moments(self, batch: _Batch, finite: np.ndarray, same_batch: bool = False) -> None:
         total, sumsq, low, high = batch.floats.T
         n_b = finite.astype(np.float64)
         safe = np.maximum(n_b, 1.0)
@@ -346,7 +348,7 @@ class HealthAccumulator:
         zeros_there = rows * batch.size - batch.first_rows_sum(batch.per_sample, self.hist_rows)
         self.underflow += batch.hist[:, SUBNORMAL_CODES].sum(axis=1) - zeros_there
         self.hist_elements += rows * batch.size
-        self.moment_batches += 1
+        self.moment_batches += 0 if same_batch else 1
 
     def records(self) -> dict[str, LayerHealth]:
         hists = symlog_hist(self.hist)
@@ -559,8 +561,9 @@ class LiveLayerHealth:
         if self.accumulator is None:
             self.accumulator = accumulator_for(self.step, sample_every=self.sample_every)
         # replicas got contiguous parts, in order (np.array_split, as DistributedStep splits)
-        for batch, ids in zip(batches, np.array_split(np.asarray(group_ids, dtype=np.int64), len(batches))):
-            self.accumulator.add(batch, ids, full)
+        parts = np.array_split(np.asarray(group_ids, dtype=np.int64), len(batches))
+        for replica, (batch, ids) in enumerate(zip(batches, parts)):
+            self.accumulator.add(batch, ids, full, same_batch=replica > 0)
         self.batches += 1
         if not (last or self.batches in (1, 2, 4) or self.batches % UPDATE_EVERY == 0):
             return None

@@ -11,6 +11,7 @@ import numpy as np
 from ptytui.cli import main
 from ptytui.core.health import LayerHealth, run_indices
 from ptytui.diagnosis.sample_collapse import (
+    collapsed_from_findings,
     collapsed_sample_ids,
     dump_samples,
     format_ranges,
@@ -38,6 +39,22 @@ def test_rule_names_the_first_layer_and_only_layers_that_kill_more():
     assert sample_collapse_findings("m", "test", None) == []
     assert collapsed_sample_ids(records, "reassemble").tolist() == [0, 1, 3, 4, 5]
     assert format_ranges([(i, i + 1) for i in range(0, 40, 2)], limit=3) == "0, 2, 4, ... (17 more ranges)"
+
+
+def test_collapsed_samples_read_back_from_the_findings_as_json_holds_them():
+    records = {"x": _rec("x"), "conv": _rec("conv", zero=[(3, 4)]), "relu": _rec("relu", zero=[(3, 4)]),
+               "reassemble": _rec("reassemble", zero=[(0, 2), (3, 6)])}
+    findings = [json.loads(json.dumps(f.to_dict())) for f in sample_collapse_findings("m", "test", records, 10)]
+    other = dict(findings[0], split="train", evidence=dict(findings[0]["evidence"], ranges=[[7, 9]]))
+    broken = dict(findings[0], model="n", evidence={"ranges": [[5, 2]]})  # not a range: skipped
+    collapsed = collapsed_from_findings(findings + [other, broken, {"id": "output-all-zero"}])
+    assert [(c.model, c.split) for c in collapsed] == [("m", "test"), ("m", "train")]
+    test = collapsed[0]
+    assert test.layer == "conv" and test.total == 10  # the first layer where samples die
+    assert test.ranges == [(0, 2), (3, 6)] and test.count == 5 and test.group_ids().tolist() == [0, 1, 3, 4, 5]
+    assert [(entry["layer"], entry["samples"], entry["new_ranges"]) for entry in test.layers] == [
+        ("conv", 1, [[3, 4]]), ("reassemble", 5, [[0, 2], [4, 6]])]
+    assert collapsed[1].group_ids().tolist() == [7, 8]
 
 
 def test_incident_names_the_samples_all_zero_after_the_reassembly(tiny_workspace, tmp_path):
@@ -74,6 +91,11 @@ def test_incident_names_the_samples_all_zero_after_the_reassembly(tiny_workspace
     with np.load(path) as dump:
         assert dump["group_indices"].tolist() == dead
         assert dump["diffraction"].shape[0] == len(dead) and dump["positions"].shape[0] == len(dead)
+        assert "layer" not in dump.files and "meta_json" not in dump.files
+    path = dump_samples(tmp_path / "named.npz", split, grouping, dead[:3], layer="trimmed_obj", meta={"seed": 0})
+    with np.load(path, allow_pickle=False) as dump:
+        assert str(dump["layer"]) == "trimmed_obj" and json.loads(str(dump["meta_json"])) == {"seed": 0}
+        assert dump["group_indices"].tolist() == dead[:3]
 
 
 OLD_TRACE_KEYS = {"model", "split", "positions", "n_samples", "seconds", "layers", "first_collapse"}

@@ -184,3 +184,66 @@ def test_the_workbench_export_reuses_the_runs_and_metrics_of_its_session(tiny_wo
     report = (tiny_workspace_copy / "session" / "export" / "report.md").read_text()
     assert len(written) == 3 and "| baseline\\_gs1 | test | absolute |" in report
     assert "Amplitude SSIM on split test" in report
+
+
+def test_the_export_dumps_the_samples_a_sample_collapse_finding_names(tiny_workspace_copy, tmp_path, capsys):
+    # The tiny incident: the Baseline fed absolute positions; the diagnosis names the samples all
+    # zero after its reassembly layer, per split. The export dumps them; the dump must hold
+    # exactly those samples, read from the split as it is on disk.
+    from ptytui.cli import main
+    from ptytui.core.health import run_indices
+    from ptytui.inputs.grouping import GroupBatch
+    from ptytui.outcome.export.markdown import code
+    from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs
+
+    session = Session.open(tiny_workspace_copy)
+    out = tmp_path / "out"
+    result = export_workspace(session, formats="md,json,npz", out_dir=out)
+    findings = [f for f in result.inputs.findings if f["id"] == "sample-collapse"]
+    assert {(f["model"], f["split"]) for f in findings} == {("baseline_gs1", "train"), ("baseline_gs1", "test")}
+    records = {(r["model"], r["split"]): r for r in result.inputs.collapsed_samples}
+    assert set(records) == {("baseline_gs1", "train"), ("baseline_gs1", "test")}
+    report = (out / "report.md").read_text()
+    document = json.loads((out / "session.json").read_text())
+    assert document["collapsed_samples"] == result.inputs.collapsed_samples
+    assert result.to_dict()["collapsed_samples"] == result.inputs.collapsed_samples
+    loaded = session.model("baseline_gs1")
+    for finding in findings:
+        split = finding["split"]
+        name = f"collapsed_baseline_gs1_{split}.npz"
+        assert out / name in result.files and name in document["files"]
+        named = run_indices([tuple(r) for r in finding["evidence"]["ranges"]])
+        record = records[("baseline_gs1", split)]
+        assert record == {"file": name, "model": "baseline_gs1", "split": split, "layer": "trimmed_obj",
+                          "samples": named.size, "of": finding["evidence"]["of"]}
+        artifact = next(line for line in report.splitlines() if line.startswith(f"- {code(name)}: "))
+        assert md_escape(f"{named.size} of {record['of']} samples of baseline_gs1 on {split} are all zero "
+                         f"after trimmed_obj") in artifact
+        with np.load(out / name, allow_pickle=False) as dump:
+            arrays = {key: dump[key] for key in dump.files}
+        assert arrays["group_indices"].tolist() == named.tolist()
+        assert str(arrays["layer"]) == finding["layer"] == "trimmed_obj"
+        assert json.loads(str(arrays["meta_json"]))["ranges"] == finding["evidence"]["ranges"]
+        # the split's own arrays: gs1, so group i is pattern i
+        with np.load(tiny_workspace_copy / "data" / f"{split}.npz", allow_pickle=False) as raw:
+            patterns = arrays["pattern_indices"][:, 0]
+            assert patterns.tolist() == named.tolist()
+            assert np.array_equal(arrays["diffraction"][..., 0], raw["diffraction"][patterns])
+            assert np.array_equal(arrays["positions"][:, 0], np.stack([raw["xcoords"], raw["ycoords"]], -1)[patterns])
+        # and they are the samples that die: fed as the workspace feeds the Baseline, every one is
+        # exactly zero at the output (trimmed_obj is the output layer)
+        batch = GroupBatch(diffraction=arrays["diffraction"],
+                           global_offsets=arrays["positions"].mean(axis=1)[:, None, :, None].astype(np.float32),
+                           relative_offsets=arrays["relative_offsets"], positions=arrays["positions"],
+                           ground_truth=None, indices=arrays["pattern_indices"], group_indices=arrays["group_indices"])
+        fed = feed_inputs(loaded, batch, positions="absolute", intensity_scale="apply")
+        output = np.asarray(flat_outputs(loaded.model(call_inputs(fed), training=False))[0])
+        assert not output.reshape(len(named), -1).any(axis=1).any()
+
+    # `ptytui export --json` (the saved diagnosis and cached metrics now): the same records
+    again = tmp_path / "again"
+    assert main(["export", str(tiny_workspace_copy), "--format", "npz", "--no-stats", "--out", str(again),
+                 "--json"]) == 0
+    emitted = json.loads(capsys.readouterr().out)
+    assert emitted["collapsed_samples"] == result.inputs.collapsed_samples
+    assert {str(again / r["file"]) for r in emitted["collapsed_samples"]} <= set(emitted["files"])

@@ -1,5 +1,6 @@
 """Export a workspace's session as an engineering blocker/resolution report and its artifacts:
-Markdown, tidy CSVs, a JSON session, NPZ dumps of the failing batch and PNG figures.
+Markdown, tidy CSVs, a JSON session, NPZ dumps of the failing batch and of the collapsed samples,
+and PNG figures.
 
 Every file is written atomically (``ptytui.core.atomic``). Findings come only from a real
 diagnosis (the session's saved ``diagnosis.json`` or ``ptytui.diagnosis.diagnose``); without one the
@@ -13,7 +14,7 @@ Where each part lives:
 ``report``    the Markdown report, one renderer per section (``render_markdown`` composes them)
 ``markdown``  escaping and number formatting for the report
 ``tables``    the metric / FRC CSVs and the JSON session document
-``dumps``     NPZ dumps of the failing batches
+``dumps``     NPZ dumps of the failing batches and of the samples a sample-collapse finding names
 ``figures``   the PNG figures (matplotlib)
 ``writer``    ``export_workspace`` (CLI) and ``WorkspaceExportWriter`` (workbench): writes them all
 

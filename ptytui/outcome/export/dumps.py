@@ -1,5 +1,6 @@
-"""NPZ dumps of the failing batch: which (model, split) pairs failed, and their first batch as
-fed, with positions and outputs, for debugging outside ptytui."""
+"""NPZ dumps for debugging outside ptytui: the failing batch (which (model, split) pairs failed,
+and their first batch as fed, with positions and outputs), and the collapsed samples (the samples
+the diagnosis's sample-collapse findings name, with their inputs as grouped)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ptytui.core.atomic import atomic_open
+from ptytui.diagnosis.sample_collapse import CollapsedSamples, collapsed_from_findings, dump_samples
 from ptytui.outcome.export.gather import FAILING_NONZERO_BELOW, ReportInputs, primary_output
 from ptytui.outcome.export.plan import safe_name
 from ptytui.running.inference import call_inputs, feed_inputs, flat_outputs, resolve_intensity_scale
@@ -78,3 +80,37 @@ def write_debug_dump(session, model: str, split: str, path: Path, *, groups: int
     with atomic_open(path, "wb") as handle:
         np.savez_compressed(handle, **arrays)
     return path
+
+
+def collapsed_samples(inputs: ReportInputs) -> list[CollapsedSamples]:
+    """Per (model, split) of the workspace, the samples the diagnosis's sample-collapse findings
+    name (none without a diagnosis)."""
+    models, splits = inputs.workspace.models, inputs.workspace.splits
+    return [c for c in collapsed_from_findings(inputs.findings) if c.model in models and c.split in splits]
+
+
+def write_collapsed_dump(session, collapsed: CollapsedSamples, path: Path) -> dict:
+    """The named samples' inputs, as ``session`` groups the split for the model, to an NPZ
+    (``sample_collapse.dump_samples``' keys, ``layer`` and ``meta_json`` included); return the
+    export's record of it (file, model, split, layer, samples, of).
+
+    The findings' group indices are indices into the grouping the diagnosis streamed: a grouping
+    of another size (another ``n_groups``, or other inputs) raises ValueError instead of dumping
+    other samples.
+    """
+    opened = session.split(collapsed.split)
+    gridsize = session.gridsize(collapsed.model)
+    grouping = session.grouping(collapsed.split, gridsize)
+    groups = len(grouping.indices)
+    ids = collapsed.group_ids()
+    if (collapsed.total is not None and collapsed.total != groups) or (ids.size and int(ids[-1]) >= groups):
+        raise ValueError(f"the finding names {collapsed.count} of {collapsed.total} groups (up to index "
+                         f"{int(ids[-1]) if ids.size else '-'}), this session groups {collapsed.split} into "
+                         f"{groups}: not the grouping the diagnosis streamed")
+    record = {"file": path.name, "model": collapsed.model, "split": collapsed.split, "layer": collapsed.layer,
+              "samples": collapsed.count, "of": collapsed.total if collapsed.total is not None else groups}
+    meta = {**record, "finding": "sample-collapse", "ranges": [list(r) for r in collapsed.ranges],
+            "layers": collapsed.layers, "gridsize": gridsize, "seed": int(session.seed),
+            "n_groups": session.n_groups, "split_path": str(opened.path)}
+    dump_samples(path, opened, grouping, ids, layer=collapsed.layer, meta=meta)
+    return record

@@ -35,6 +35,9 @@ class ReportInputs:
     stats_runs: list  # events.RunResult per model x split
     stats_failures: list[str]
     notes: list[str] = field(default_factory=list)
+    # the collapsed-sample dumps written (``dumps.write_collapsed_dump``'s records), for the
+    # report's Artifacts, the JSON session and ``export --json``
+    collapsed_samples: list[dict] = field(default_factory=list)
 
     @property
     def decision(self) -> dict | None:

@@ -59,8 +59,14 @@ def debug_dump_name(model: str, split: str) -> str:
     return f"debug_{safe_name(model)}_{safe_name(split)}.npz"
 
 
+def collapsed_dump_name(model: str, split: str) -> str:
+    """The file name of the samples of ``model`` on ``split`` that a sample-collapse finding names."""
+    return f"collapsed_{safe_name(model)}_{safe_name(split)}.npz"
+
+
 def planned_files(formats: Iterable[str]) -> list[str]:
-    """File names an export of ``formats`` writes (debug dumps named per failing model/split)."""
+    """File names an export of ``formats`` writes (dumps named per model/split: the failing batch,
+    and the collapsed samples where the diagnosis names some)."""
 
     chosen = set(formats)
     names = []
@@ -71,7 +77,7 @@ def planned_files(formats: Iterable[str]) -> list[str]:
     if "json" in chosen:
         names.append(SESSION_JSON)
     if "npz" in chosen:
-        names.append("debug_<model>_<split>.npz")
+        names += ["debug_<model>_<split>.npz", "collapsed_<model>_<split>.npz"]
     if "png" in chosen:
         names += [FIGURE_RECONSTRUCTIONS, FIGURE_LAYERS, FIGURE_POSITIONS]
     return names
@@ -83,4 +89,7 @@ def describe_artifact(name: str) -> str:
         return ARTIFACT_DESCRIPTIONS[name]
     if name.startswith("debug_") and name.endswith(".npz"):
         return "the failing batch: inputs as fed, positions (fed and absolute), outputs"
+    if name.startswith("collapsed_") and name.endswith(".npz"):
+        return ("the samples a sample-collapse finding names: their inputs as grouped (diffraction, positions, "
+                "offsets, group and pattern indices) and the layer")
     return ""

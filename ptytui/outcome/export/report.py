@@ -377,11 +377,19 @@ def decision_section(inputs: ReportInputs) -> list[str]:
     return lines
 
 
+def collapsed_line(record: dict) -> str:
+    """What a collapsed-samples dump holds: how many samples of which run, after which layer."""
+    return (f"{record.get('samples')} of {record.get('of')} samples of {record.get('model')} on "
+            f"{record.get('split')} are all zero after {record.get('layer')} (sample-collapse): their inputs "
+            f"as grouped (diffraction, positions, offsets, group and pattern indices)")
+
+
 def artifacts_section(inputs: ReportInputs, artifacts: Iterable[str]) -> list[str]:
     """Each file written, with what it holds, then the export's notes."""
     lines = []
+    collapsed = {record.get("file"): record for record in inputs.collapsed_samples}
     for name in artifacts:
-        description = describe_artifact(name)
+        description = collapsed_line(collapsed[name]) if name in collapsed else describe_artifact(name)
         lines.append(f"- {code(name)}" + (f": {md_escape(description)}" if description else ""))
     lines += [f"- note: {md_escape(note)}" for note in inputs.notes]
     return lines

@@ -47,6 +47,7 @@ def session_document(inputs: ReportInputs, files: list[str]) -> dict:
         "current_decision": inputs.decision,
         "decision_log_warnings": inputs.decision_warnings,
         "files": files,
+        "collapsed_samples": inputs.collapsed_samples,
         "notes": inputs.notes,
     }, infinity="text")
 

@@ -13,7 +13,7 @@ from ptytui.core.atomic import atomic_write_text
 from ptytui.errors import Cancelled, one_line
 from ptytui.inputs.decisions import load_saved_diagnosis
 from ptytui.inputs.workspace import load_workspace
-from ptytui.outcome.export.dumps import failing_runs, write_debug_dump
+from ptytui.outcome.export.dumps import collapsed_samples, failing_runs, write_collapsed_dump, write_debug_dump
 from ptytui.outcome.export.figures import figure_layers, figure_positions, figure_reconstructions
 from ptytui.outcome.export.gather import ReportInputs, gather_report_inputs
 from ptytui.outcome.export.plan import (
@@ -22,6 +22,7 @@ from ptytui.outcome.export.plan import (
     FIGURE_RECONSTRUCTIONS,
     REPORT_MD,
     SESSION_JSON,
+    collapsed_dump_name,
     debug_dump_name,
     default_out_dir,
     parse_formats,
@@ -47,7 +48,8 @@ class ExportResult:
         return {"out_dir": str(self.out_dir), "files": [str(p) for p in self.files], "notes": list(self.notes),
                 "seconds": round(self.seconds, 3),
                 "diagnosis": self.inputs.diagnosis_note,
-                "decision": self.inputs.decision}
+                "decision": self.inputs.decision,
+                "collapsed_samples": list(self.inputs.collapsed_samples)}
 
 
 def _check_cancel(cancel) -> None:
@@ -70,6 +72,30 @@ def _write_dumps(session, inputs: ReportInputs, folder: Path, notes: list[str], 
         except Exception as exc:  # noqa: BLE001 - a dump must not sink the report
             notes.append(f"debug dump of {model}/{split} not written: {one_line(exc)}")
     return written
+
+
+def _write_collapsed(session, inputs: ReportInputs, folder: Path, written: list[Path], notes: list[str], *,
+                     cancel, say) -> list[Path]:
+    """One NPZ per (model, split) of the samples the diagnosis's sample-collapse findings name
+    (``inputs.collapsed_samples`` gets each one's record); one that cannot be written is noted."""
+    out = []
+    taken = {p.name for p in written}
+    for collapsed in collapsed_samples(inputs):
+        _check_cancel(cancel)
+        target = folder / collapsed_dump_name(collapsed.model, collapsed.split)
+        if target.name in taken:  # two models or splits whose names reduce to the same file name
+            notes.append(f"collapsed samples of {collapsed.model}/{collapsed.split} not written: {target.name} "
+                         f"is already another file of this export")
+            continue
+        try:
+            inputs.collapsed_samples.append(write_collapsed_dump(session, collapsed, target))
+        except Exception as exc:  # noqa: BLE001 - a dump must not sink the report
+            notes.append(f"collapsed samples of {collapsed.model}/{collapsed.split} not written: {one_line(exc)}")
+            continue
+        out.append(target)
+        taken.add(target.name)
+        say(f"wrote {target.name} ({collapsed.count} samples all zero after {collapsed.layer})")
+    return out
 
 
 def _write_figures(session, inputs: ReportInputs, folder: Path, notes: list[str], *, cancel, say) -> list[Path]:
@@ -124,6 +150,7 @@ def export_workspace(session, *, formats: Iterable[str] | str | None = None, out
     notes: list[str] = []
     if "npz" in chosen:
         written += _write_dumps(session, inputs, folder, notes, cancel=cancel, say=say)
+        written += _write_collapsed(session, inputs, folder, written, notes, cancel=cancel, say=say)
     if "png" in chosen:
         written += _write_figures(session, inputs, folder, notes, cancel=cancel, say=say)
     if "csv" in chosen and inputs.comparison is not None:
