@@ -88,3 +88,16 @@ def test_the_tiny_scenario_reruns_are_valid(tiny_workspace):
     assert report.invalid() == [] and all(r.returned == 5 for r in [report.as_fed, *report.results])
     assert report.recoveries()[0].name == "zero-positions"
     assert np.isclose(report.result("zero-positions").nonzero_fraction, 1.0)
+
+
+def test_the_batch_coupling_rerun_reports_the_output_count(setup):
+    from ptytui.diagnosis.hypotheses import batch_coupling_check
+
+    loaded, split, grouping = setup
+    merged = batch_coupling_check(loaded, split, grouping, model="m", positions="zero",
+                                  intensity_scale="none", batch_size=4)
+    assert merged.returned == 1 and merged.coupled and not merged.same_shapes
+    assert "returned 1 output for 4 inputs" in merged.to_dict()["output_count_mismatch"]
+    offset = batch_coupling_check(loaded, split, grouping, model="m", positions="absolute",
+                                  intensity_scale="none", batch_size=4)
+    assert offset.returned == 4 and offset.to_dict()["output_count_mismatch"] is None
