@@ -14,12 +14,19 @@ TRACE_HELP = ("Trace every layer's output for a probe batch (the first K groups 
               "forward pass: statistics per layer (nonzero fraction, mean, std, NaN/Inf, dead channels), "
               "weight health, and the first collapse (the earliest layer below 1% nonzero fed by a layer "
               "above 20%). With --model/--data the model is fed as a PtychoPINN pipeline feeds it: "
-              "diffraction amplitude times the model's intensity scale, relative positions.")
+              "diffraction amplitude times the model's intensity scale, relative positions. "
+              "A model that does not return one output per input for the probe batch (it merges the "
+              "samples of one call) is an invalid run: the layers past the merge are marked, the "
+              "first collapse is sought before it, and the command exits 2.")
+MERGED_MARK = "*"  # beside a layer whose output lost the batch's sample axis (short: the name column breaks at spaces)
+N_SAMPLES_REMEDY = "trace fewer groups (--n-samples)"
 
 
 def render_trace(trace, console) -> None:
     """The layer tree: each layer by its full name, indented by nesting depth, with its type
-    beside it (below it when narrow); numbers aligned in columns and never split."""
+    beside it (below it when narrow); numbers aligned in columns and never split. Where the model
+    returned another number of outputs than it was given inputs, the layers whose output lost the
+    sample axis are marked and one line says where the samples merge."""
     from rich.text import Text  # noqa: PLC0415
 
     from ptytui.present.format import percent  # noqa: PLC0415
@@ -30,6 +37,8 @@ def render_trace(trace, console) -> None:
                 [Column("layer (type)", "name"), Column("nonzero"), Column("mean"), Column("std"),
                  Column("dead"), Column("NaN/Inf"), Column("weights", "text")])
     collapse = trace.first_collapse.path if trace.first_collapse else None
+    count = trace.output_count
+    merged = count is not None and not count.matches
     for entry in trace.layers:
         rec = entry.output
         weights = ""
@@ -37,10 +46,13 @@ def render_trace(trace, console) -> None:
             bad = [n for n, w in entry.weights.items() if w.nonfinite_count or (w.is_kernel and w.all_zero)]
             weights = ("BAD: " + ",".join(bad)) if bad else "ok"
         style = "bold red" if entry.path == collapse else None
+        per_sample = not merged or trace.per_sample(entry)
         if style is None and rec.count and rec.nonzero_fraction == 0:
-            style = "red"
+            style = "red" if per_sample else "dim"
         label = Text(entry.name)
         label.append(f" {entry.type}", style="dim")
+        if not per_sample:
+            label.append(f" {MERGED_MARK}", style="yellow")
         grid.add_row(
             label,
             percent(rec.nonzero_fraction) if rec.count else "-",
@@ -49,12 +61,19 @@ def render_trace(trace, console) -> None:
             f"{entry.dead_channels}/{entry.channels}" if entry.channels else "-",
             f"{rec.nan_count}/{rec.inf_count}", weights, style=style, indent="  " * entry.depth)
     render_grid(console, grid)
+    if merged:
+        lost = f"{count.lost_at} ({trace.layer(count.lost_at).type})" if count.lost_at else "unknown"
+        outputs = f"{count.returned} output{'' if count.returned == 1 else 's'}"
+        print_prose(console, f"output-count-mismatch: {outputs} for {count.inputs} inputs; "
+                             f"the sample axis is lost at {lost}: rows marked {MERGED_MARK} describe the "
+                             "merged batch, not its samples", style="bold red")
+    heading = "first collapse among the per-sample layers" if merged else "first collapse"
     if trace.first_collapse:
         c = trace.first_collapse
-        print_prose(console, f"first collapse: {c.path} ({c.type}): {c.upstream_nonzero_fraction:.2%} nonzero "
+        print_prose(console, f"{heading}: {c.path} ({c.type}): {c.upstream_nonzero_fraction:.2%} nonzero "
                              f"going in (from {c.upstream_path}), {c.nonzero_fraction:.2%} coming out")
     else:
-        print_prose(console, "first collapse: none")
+        print_prose(console, f"{heading}: none")
 
 
 def register(app: typer.Typer) -> None:
@@ -74,7 +93,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="Seed for grouping."),
     ) -> None:
         from ptytui.commands.common import emit_json, open_session  # noqa: PLC0415
-        from ptytui.errors import UsageError  # noqa: PLC0415
+        from ptytui.errors import InputError, UsageError  # noqa: PLC0415
 
         if n_samples < 1:
             raise UsageError(f"--n-samples: expected a positive integer, found {n_samples}")
@@ -129,3 +148,10 @@ def register(app: typer.Typer) -> None:
             console = results_console()
             for t in traces:
                 render_trace(t, console)
+        invalid = [t for t in traces if t.output_count is not None and not t.output_count.matches]
+        if invalid:
+            # Like a streamed run that merges the samples of a call: an invalid model run, exit 2.
+            first = invalid[0]
+            raise InputError(session.model_entry(first.model).path,
+                             f"model '{first.model}' to trace on split '{first.split}'",
+                             first.output_count.message(remedy=N_SAMPLES_REMEDY))

@@ -17,7 +17,8 @@ from ptytui.core.tfload import tf as _tf
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.diagnosis.geometry import PREDICTION_TOLERANCE
 from ptytui.diagnosis.interventions import model_outputs
-from ptytui.running.inference import feed_inputs
+from ptytui.running.batch_choice import output_count
+from ptytui.running.inference import feed_inputs, output_count_message
 from ptytui.running.trace import Trace
 
 SUPPORTED, REJECTED, INCONCLUSIVE = "supported", "rejected", "inconclusive"
@@ -63,6 +64,7 @@ class BatchCouplingCheck:
     shapes_single: list[tuple]
     max_abs_difference: float | None  # None when the shapes differ
     output_scale: float
+    returned: int | None = None  # outputs of the one call of ``batch_size`` groups (None: not counted)
 
     @property
     def same_shapes(self) -> bool:
@@ -76,12 +78,21 @@ class BatchCouplingCheck:
             return False if self.max_abs_difference is None else True
         return self.max_abs_difference > BATCH_ATOL + BATCH_RTOL * self.output_scale
 
+    @property
+    def output_count_mismatch(self) -> str | None:
+        """The output-count line when the batched call did not return one output per input."""
+        if self.returned is None or self.returned == self.batch_size:
+            return None
+        return output_count_message(self.returned, self.batch_size, self.batch_size,
+                                    remedy="the samples of one call are coupled")
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "split": self.split, "batch_size": self.batch_size,
                 "shapes_batched": [list(s) for s in self.shapes_batched],
                 "shapes_single": [list(s) for s in self.shapes_single],
                 "max_abs_difference": self.max_abs_difference,
-                "output_scale": self.output_scale, "coupled": self.coupled}
+                "output_scale": self.output_scale, "coupled": self.coupled,
+                "returned": self.returned, "output_count_mismatch": self.output_count_mismatch}
 
 
 def batch_coupling_check(loaded_model, split, grouping, *, model: str, positions: str | None,
@@ -116,7 +127,8 @@ def batch_coupling_check(loaded_model, split, grouping, *, model: str, positions
         difference = max(diffs) if diffs else 0.0
     return BatchCouplingCheck(model=model, split=split.name, batch_size=len(ids),
                               shapes_batched=shapes_b, shapes_single=shapes_1,
-                              max_abs_difference=difference, output_scale=scale)
+                              max_abs_difference=difference, output_scale=scale,
+                              returned=output_count(batched))
 
 
 # ---- the tests --------------------------------------------------------------------------------
@@ -126,9 +138,29 @@ def _leaf_layers(trace: Trace):
     return [e for e in trace.layers if not e.is_container and not e.is_input]
 
 
-def _upto_collapse(trace: Trace):
-    """Leaf layers up to and including the first collapse (what follows is dead by consequence)."""
+def _merged(trace: Trace) -> bool:
+    """The model did not return one output per input on the trace's probe batch."""
+    return trace.output_count is not None and not trace.output_count.matches
+
+
+def _sample_layers(trace: Trace):
+    """Leaf layers whose statistics are over the probe's samples: where the model merged the
+    samples of the call, the layers that lost the sample axis are left out (their records
+    describe the merged batch). Weights do not depend on the samples: see ``_leaf_layers``."""
     layers = _leaf_layers(trace)
+    return [e for e in layers if trace.per_sample(e)] if _merged(trace) else layers
+
+
+def _merged_evidence(traces: Sequence[Trace]) -> dict[str, Any]:
+    """Evidence naming the layers left out of an activation test, per split (empty if none)."""
+    left_out = {t.split: t.output_count.not_per_sample for t in traces if _merged(t)}
+    return {"layers_left_out_merged_samples": left_out} if left_out else {}
+
+
+def _upto_collapse(trace: Trace):
+    """Per-sample leaf layers up to and including the first collapse (what follows is dead by
+    consequence)."""
+    layers = _sample_layers(trace)
     if trace.first_collapse is None:
         return layers
     out = []
@@ -161,16 +193,17 @@ def check_underflow(model: str, traces: Sequence[Trace]) -> Hypothesis:
     if not traces:
         return Hypothesis("underflow", "numerical underflow", model, test, INCONCLUSIVE,
                           {"reason": "no trace"})
-    total = sum(e.underflow_count for t in traces for e in _leaf_layers(t))
-    elements = sum(e.output.count for t in traces for e in _leaf_layers(t))
-    worst = max(((e.underflow_fraction, e.path, t.split) for t in traces for e in _leaf_layers(t)),
+    total = sum(e.underflow_count for t in traces for e in _sample_layers(t))
+    elements = sum(e.output.count for t in traces for e in _sample_layers(t))
+    worst = max(((e.underflow_fraction, e.path, t.split) for t in traces for e in _sample_layers(t)),
                 default=(0.0, None, None))
     verdict = SUPPORTED if worst[0] > UNDERFLOW_FRACTION_MIN else REJECTED
     return Hypothesis("underflow", "numerical underflow", model, test, verdict, {
         "subnormal_count": int(total), "activation_count": int(elements),
         "subnormal_fraction": total / elements if elements else 0.0,
         "worst_layer": worst[1], "worst_split": worst[2], "worst_layer_fraction": worst[0],
-        "threshold": UNDERFLOW_FRACTION_MIN, "subnormals_flushed_to_zero": subnormals_flushed()})
+        "threshold": UNDERFLOW_FRACTION_MIN, "subnormals_flushed_to_zero": subnormals_flushed(),
+        **_merged_evidence(traces)})
 
 
 def dead_layers(trace: Trace) -> list[dict[str, Any]]:
@@ -211,7 +244,7 @@ def check_dead_weights(model: str, traces: Sequence[Trace]) -> Hypothesis:
     verdict = SUPPORTED if (fully_dead or zero_kernels) else REJECTED
     return Hypothesis("dead-weights", "vanishing gradients / dead weights", model, test, verdict, {
         "layers_all_channels_dead": fully_dead[:8], "layers_some_channels_dead": len(partly_dead),
-        "all_zero_kernels": zero_kernels[:8]})
+        "all_zero_kernels": zero_kernels[:8], **_merged_evidence(traces)})
 
 
 def check_batch_size(model: str, check: BatchCouplingCheck | None) -> Hypothesis:
@@ -232,7 +265,7 @@ def check_clipping(model: str, traces: Sequence[Trace]) -> Hypothesis:
                           test, INCONCLUSIVE, {"reason": "no trace"})
     if not collapses:
         return Hypothesis("architecture-clipping", "architecture clipping (ReLU, batch norm)", model,
-                          test, REJECTED, {"first_collapse": None})
+                          test, REJECTED, {"first_collapse": None, **_merged_evidence(traces)})
     rows = []
     clipping = False
     for split, collapse, trace in collapses:
@@ -243,7 +276,7 @@ def check_clipping(model: str, traces: Sequence[Trace]) -> Hypothesis:
                      "upstream_nonzero_fraction": collapse.upstream_nonzero_fraction,
                      "nonzero_fraction": collapse.nonzero_fraction})
     return Hypothesis("architecture-clipping", "architecture clipping (ReLU, batch norm)", model, test,
-                      SUPPORTED if clipping else REJECTED, {"collapses": rows})
+                      SUPPORTED if clipping else REJECTED, {"collapses": rows, **_merged_evidence(traces)})
 
 
 def _collapse_kind(entry) -> str:

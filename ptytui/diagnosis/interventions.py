@@ -3,6 +3,12 @@ x/y swapped; intensity scale applied or removed), each output's statistics befor
 
 The question each answers: "would the output come back if the input were fed this way?" A
 zero-positions run that restores a dead Baseline is the incident's fix in one batch.
+
+Each re-run is one call of the whole batch, and must return one output per input, as every call
+of the inference runner must (``inference.output_count_message``). A re-run that merges the
+samples (PtychoPINN's reassembly sums a call of 64 or more patches into one canvas) is invalid:
+its statistics describe the batching, so it is neither a recovery nor a failure to recover, and
+an invalid as-fed run leaves nothing to recover from.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from ptytui.core.jsonable import finite_or_none
 from ptytui.core.stats import TensorStats
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.inputs.models import input_roles
-from ptytui.running.batch_choice import forward_outputs
-from ptytui.running.inference import feed_inputs
+from ptytui.running.batch_choice import forward_outputs, output_count
+from ptytui.running.inference import feed_inputs, output_count_message
 from ptytui.running.trace import records_of
 
 RECOVERED_NONZERO_MIN = THRESHOLDS.failing_nonzero_below
+RERUN_REMEDY = "this re-run is invalid (neither a recovery nor a failure to recover); re-run fewer groups in one call"
 
 
 @dataclass(frozen=True)
@@ -71,10 +78,26 @@ class InterventionResult:
     outputs: dict[str, TensorStats]
     positions: str | None
     intensity_scale: str | float | None
+    inputs: int = 0  # samples fed in the one call
+    returned: int | None = None  # outputs that call returned (None: not counted)
+
+    @property
+    def valid(self) -> bool:
+        """One output per input (a re-run whose outputs were not counted counts as valid)."""
+        return self.returned is None or self.returned == self.inputs
+
+    @property
+    def invalid_reason(self) -> str | None:
+        """The output-count line of an invalid re-run, None for a valid one."""
+        if self.valid:
+            return None
+        return output_count_message(int(self.returned), self.inputs, self.inputs, remedy=RERUN_REMEDY)
 
     @property
     def nonzero_fraction(self) -> float:
-        record = primary_output_stats(self.outputs)
+        """The primary output's nonzero fraction; NaN for an invalid re-run (its records describe
+        the merged batch, not the samples) or one without output records."""
+        record = primary_output_stats(self.outputs) if self.valid else None
         return record.nonzero_fraction if record is not None else math.nan
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +105,8 @@ class InterventionResult:
         return {"intervention": self.name, "description": self.description,
                 "positions": self.positions, "intensity_scale": self.intensity_scale,
                 "nonzero_fraction": nz if math.isfinite(nz) else None,
+                "inputs": self.inputs, "returned": self.returned, "valid": self.valid,
+                "invalid_reason": self.invalid_reason,
                 "outputs": {k: v.to_dict() for k, v in self.outputs.items()}}
 
 
@@ -101,12 +126,17 @@ class InterventionReport:
                 return r
         raise KeyError(name)
 
+    def invalid(self) -> list[InterventionResult]:
+        """The runs (the as-fed one included) that did not return one output per input."""
+        return [r for r in [self.as_fed, *self.results] if not r.valid]
+
     def recoveries(self, threshold: float = RECOVERED_NONZERO_MIN) -> list[InterventionResult]:
-        """Interventions that lift an output below ``threshold`` nonzero to above it, best first."""
+        """Interventions that lift an output below ``threshold`` nonzero to above it, best first
+        (valid re-runs against a valid as-fed run only)."""
         before = self.as_fed.nonzero_fraction
-        if not (math.isfinite(before) and before < threshold):
+        if not (self.as_fed.valid and math.isfinite(before) and before < threshold):
             return []
-        good = [r for r in self.results if math.isfinite(r.nonzero_fraction)
+        good = [r for r in self.results if r.valid and math.isfinite(r.nonzero_fraction)
                 and r.nonzero_fraction > threshold]
         order = [name for name in INTERVENTIONS]
         return sorted(good, key=lambda r: (-r.nonzero_fraction, order.index(r.name)
@@ -117,7 +147,8 @@ class InterventionReport:
                 "as_fed": self.as_fed.to_dict(),
                 "results": [r.to_dict() for r in self.results],
                 "nonzero_before": finite_or_none(self.as_fed.nonzero_fraction),
-                "nonzero_after": {r.name: finite_or_none(r.nonzero_fraction) for r in self.results}}
+                "nonzero_after": {r.name: finite_or_none(r.nonzero_fraction) for r in self.results},
+                "invalid": {r.name: r.invalid_reason for r in self.invalid()}}
 
 
 
@@ -131,14 +162,15 @@ def output_names(loaded_model, n: int) -> list[str]:
     return names
 
 
-def output_stats(loaded_model, fed: dict[str, np.ndarray]) -> dict[str, TensorStats]:
-    """Run the model on fed inputs; output records reduced on the device."""
+def output_stats(loaded_model, fed: dict[str, np.ndarray]) -> tuple[dict[str, TensorStats], int]:
+    """Run the model on fed inputs in one call: the output records (reduced on the device) and
+    the number of outputs the call returned (``batch_choice.output_count``)."""
 
     outputs = forward_outputs(loaded_model.model, fed)
     records: dict[str, TensorStats] = {}
     for name, tensor in zip(output_names(loaded_model, len(outputs)), outputs):
         records.update(records_of(name, tensor))
-    return records
+    return records, output_count(outputs)
 
 
 def model_outputs(loaded_model, fed: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -215,18 +247,21 @@ def run_interventions(loaded_model, split, grouping, *, model: str, positions: s
     batch = grouping.batch(split, ids, ground_truth=False)
 
     base_fed = feed_inputs(loaded_model, batch, positions=positions, intensity_scale=intensity_scale)
+    records, returned = output_stats(loaded_model, base_fed)
     as_fed = InterventionResult("as-fed", f"as the workspace feeds it (positions {positions}, "
-                                f"intensity scale {intensity_scale})", output_stats(loaded_model, base_fed),
-                                positions, intensity_scale)
+                                f"intensity scale {intensity_scale})", records,
+                                positions, intensity_scale, inputs=len(ids), returned=returned)
     report = InterventionReport(model=model, split=split.name, n_samples=len(ids), as_fed=as_fed)
     split_mean = _split_mean_position(split, grouping)
     for intervention in applicable(loaded_model, names):
         fed = feed_variant(loaded_model, batch, intervention, positions=positions,
                            intensity_scale=intensity_scale, split_mean=split_mean)
+        records, returned = output_stats(loaded_model, fed)
         result = InterventionResult(
-            intervention.name, intervention.description, output_stats(loaded_model, fed),
+            intervention.name, intervention.description, records,
             intervention.positions or ("absolute" if intervention.name == "centred-positions" else positions),
-            intervention.intensity_scale if intervention.intensity_scale is not None else intensity_scale)
+            intervention.intensity_scale if intervention.intensity_scale is not None else intensity_scale,
+            inputs=len(ids), returned=returned)
         report.results.append(result)
         if on_result is not None:
             on_result(as_fed, result)

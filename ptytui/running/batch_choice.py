@@ -109,7 +109,7 @@ def forward_outputs(model, fed: dict[str, np.ndarray]) -> list[np.ndarray]:
     return [np.asarray(t) for t in cache[key](*arrays)]
 
 
-def _count(outputs: list[np.ndarray]) -> int:
+def output_count(outputs: list[np.ndarray]) -> int:
     """Outputs returned by one call: the smallest leading dimension over the model's outputs."""
     return min((int(a.shape[0]) if a.ndim else 1) for a in outputs) if outputs else 0
 
@@ -144,13 +144,13 @@ def choose_batch_size(loaded_model, split, grouping, group_ids: np.ndarray, *, m
 
     n = min(requested, len(ids))
     outputs = call(n)
-    choice.output_counts[n] = _count(outputs)
+    choice.output_counts[n] = output_count(outputs)
     ok = n
     if choice.output_counts[n] != n:
         ok, bad = 1, n
         while bad - ok > 1:  # the smallest call size whose output count differs
             mid = (ok + bad) // 2
-            choice.output_counts[mid] = _count(call(mid))
+            choice.output_counts[mid] = output_count(call(mid))
             ok, bad = (ok, mid) if choice.output_counts[mid] != mid else (mid, bad)
         choice.merge_starts_at = bad
         outputs = call(ok) if ok > 1 else outputs

@@ -125,12 +125,15 @@ def call_inputs(fed: dict):
     return next(iter(fed.values())) if len(fed) == 1 else fed
 
 
-def output_count_message(returned: int, given: int, batch_size: int) -> str:
-    """The one line for a call whose output count differs from its input count."""
+STREAM_REMEDY = "let ptytui choose the batch size (omit --batch-size) or choose a smaller one"
+
+
+def output_count_message(returned: int, given: int, batch_size: int, *, remedy: str = STREAM_REMEDY) -> str:
+    """The one line for a call whose output count differs from its input count; ``remedy`` says
+    what the user can do where the call was made (a streamed run by default)."""
     return (f"output-count-mismatch: the model returned {returned} output{'s' if returned != 1 else ''} "
             f"for {given} input{'s' if given != 1 else ''} at batch size {batch_size} (it merges or splits "
-            "the samples of one call): its statistics would describe the batching, not the model; "
-            "let ptytui choose the batch size (omit --batch-size) or choose a smaller one")
+            f"the samples of one call): its statistics would describe the batching, not the model; {remedy}")
 
 
 class _Step:

@@ -45,6 +45,7 @@ from ptytui.core.stats import TensorStats, reduce_named_tf, stats_from_reduction
 from ptytui.core.tfload import tf as _tf
 from ptytui.core.thresholds import THRESHOLDS
 from ptytui.running.layer_health import Probe, probe_health
+from ptytui.running.output_count import OutputCount, output_count_of
 from ptytui.running.walk import PREVIEW_MAX_SIDE, flatten_model_inputs
 
 COLLAPSE_NONZERO_MAX = THRESHOLDS.collapse_nonzero_max
@@ -209,6 +210,8 @@ class Trace:
     seconds: float = 0.0
     positions: str | None = None
     health_kernel: str = ""  # "native" (ptytui's one-pass kernel) or "stock (why)"
+    # one output per input? (``running.output_count``); None for a trace not made by trace_model
+    output_count: OutputCount | None = None
 
     def layer(self, path: str) -> LayerTrace:
         for entry in self.layers:
@@ -237,10 +240,17 @@ class Trace:
             "layers": [self._layer_dict(entry) for entry in self.layers],
             "first_collapse": self.first_collapse.to_dict() if self.first_collapse else None,
             "health_kernel": self.health_kernel,
+            "output_count": self.output_count.to_dict() if self.output_count else None,
         }
+
+    def per_sample(self, entry: LayerTrace) -> bool:
+        """Whether the entry's output keeps the batch's sample axis (its leading dimension is
+        the batch): its statistics are then over the probe's samples."""
+        return self.output_count is None or entry.path not in self.output_count.not_per_sample
 
     def _layer_dict(self, entry: LayerTrace) -> dict[str, Any]:
         d = entry.to_dict()
+        d["per_sample"] = self.per_sample(entry)
         if self.preview is not None and self.preview.path == entry.path:
             image = self.preview.image
             # the amplitude for complex outputs; the image as it is otherwise
@@ -391,19 +401,27 @@ def trace_model(model, inputs, *, model_name: str = "model", split: str = "data"
     Returns
     -------
     Trace
+        With ``output_count``: the model's outputs against the batch (one output per input);
+        where they differ, the first collapse is sought only among the layers that keep the
+        sample axis.
     """
     started = time.perf_counter()
     flat = flatten_model_inputs(model, inputs)
     n_samples = int(flat[0].shape[0]) if flat and flat[0].ndim else 0
     probe = probe_health(model, flat, preview_path=preview, compiled=compiled, sample_ids=sample_ids)
     layers = [_layer_trace(probe, index, with_weights) for index in range(len(probe.entries))]
+    count = output_count_of(model, probe, n_samples)
+    # Where the model merges the samples, a layer's nonzero fraction describes the merged batch:
+    # the first collapse is sought only among the layers that keep the sample axis.
+    per_sample = layers if count.matches else [e for e in layers if e.path not in count.not_per_sample]
     preview_result = None
     if probe.preview:
         preview_result = LayerPreview(path=preview, image=probe.preview["image"],
                                       stride=tuple(int(s) for s in probe.preview["stride"]))
     trace = Trace(model=model_name, split=split, n_samples=n_samples, layers=layers,
-                  first_collapse=find_first_collapse(layers, collapse_threshold, healthy_threshold),
-                  preview=preview_result, positions=positions, health_kernel=probe.kernel)
+                  first_collapse=find_first_collapse(per_sample, collapse_threshold, healthy_threshold),
+                  preview=preview_result, positions=positions, output_count=count,
+                  health_kernel=probe.kernel)
     trace.seconds = time.perf_counter() - started
     return trace
 
