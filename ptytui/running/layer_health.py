@@ -126,7 +126,7 @@ def _native_part(tf, native, t, moment_rows, hist_rows_static: int) -> dict[str,
     and the sum (``floats[0]``) is over the finite values of the moment rows only, so it is
     finite and ``run_batch`` never reruns a batch through the exact path."""
     head, per_sample, per_channel, nan, inf, floats, hist = native.ptytui_layer_health(
-        t, tf.cast(tf.minimum(moment_rows, ALL_ROWS), tf.int32), tf.constant(hist_rows_static, tf.int32))
+        t, tf.cast(tf.minimum(moment_rows, ALL_ROWS), tf.int32), tf.cast(hist_rows_static, tf.int32))
     return {"head": head, "per_sample": per_sample, "per_channel": per_channel, "nan": nan, "inf": inf,
             "floats": floats, "hist": hist}
 

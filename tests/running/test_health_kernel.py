@@ -179,3 +179,19 @@ def test_doctor_reports_how_layer_health_is_computed(capsys):
     if HAS_COMPILER:
         assert report["tensorflow"]["layer_health_kernel"] == "native"
         assert not [p for p in report["problems"] if "layer health" in p]
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+def test_the_eager_probe_uses_the_kernel_with_the_same_numbers():
+    """``probe_health(compiled=False)`` (one small compiled function per part, shapes vary) gives
+    the compiled step's records."""
+    from ptytui.running.layer_health import probe_health
+
+    model = _model_with_everything()
+    x = _batch(7, 3)
+    eager, compiled = probe_health(model, x, compiled=False), probe_health(model, x)
+    assert eager.kernel == compiled.kernel == "native"
+    for a, b in zip(eager.records, compiled.records):
+        assert (a.path, a.zero_count, a.nan_count, a.inf_count, a.zero_samples) == (
+            b.path, b.zero_count, b.nan_count, b.inf_count, b.zero_samples)
+        assert np.array_equal(a.hist_counts, b.hist_counts) and a.min == b.min and a.max == b.max
