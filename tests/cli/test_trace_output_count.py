@@ -20,6 +20,7 @@ def files(tmp_path_factory):
     from ptytui.core.tfload import tf as _tf
 
     k, tf = _keras(), _tf()
+    k.utils.set_random_seed(0)  # initial weights: the same numbers on every run
 
     @k.saving.register_keras_serializable(package="ptytui_tests")
     class SumSamples(k.layers.Layer):

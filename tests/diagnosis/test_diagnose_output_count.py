@@ -20,6 +20,7 @@ def events(tmp_path_factory):
     from tests.helpers_npz import make_arrays, write_npz
 
     k, tf = _keras(), _tf()
+    k.utils.set_random_seed(0)  # the conv's initial weights: the same findings on every run
 
     @k.saving.register_keras_serializable(package="ptytui_tests")
     class SumAllSamples(k.layers.Layer):

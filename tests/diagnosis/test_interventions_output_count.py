@@ -25,6 +25,7 @@ def setup(tmp_path_factory):
     from tests.helpers_npz import make_arrays, write_npz
 
     k, tf = _keras(), _tf()
+    k.utils.set_random_seed(0)  # initial weights: the same numbers on every run
 
     @k.saving.register_keras_serializable(package="ptytui_tests")
     class MergeWhenCentred(k.layers.Layer):

@@ -22,6 +22,7 @@ def _merge_layer():
     from ptytui.core.tfload import tf as _tf
 
     k, tf = _keras(), _tf()
+    k.utils.set_random_seed(0)  # initial weights: the same numbers on every run
 
     class MergeSamples(k.layers.Layer):
         def call(self, x):
