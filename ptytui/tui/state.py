@@ -11,6 +11,7 @@ Accepted events and the fields read (beyond ``model`` and ``split``):
 - ``BatchDone``: done, total, inputs, outputs ({name: TensorStats}), seconds
 - ``FirstPatch``: inputs, outputs ({name: ndarray, one sample, channel-last}), index
 - ``BatchSizeReduced``: old, new, reason
+- ``LayerHealthUpdate``: batches, records ({layer path: LayerHealth or its dict}, execution order)
 - ``RunFinished``: result (RunResult); ``RunCancelled``: done; ``RunFailed``: message
 - ``CardRead``: card (the ``card --json`` dict, or an object with ``to_dict()``)
 - ``TraceDone``: trace (the TRACE dict of ``trace --json``), or layers + first_collapse
@@ -38,11 +39,12 @@ from ptytui.diagnosis.verdict import Verdict, build_verdict
 if TYPE_CHECKING:  # numpy and the stats record load with the first event, not the first frame
     import numpy as np
 
+    from ptytui.core.health import LayerHealth
     from ptytui.core.stats import TensorStats
 
 
 RunKey = tuple[str, str]
-PARTS = ("runs", "cards", "traces", "positions", "findings", "metrics", "status", "decisions")
+PARTS = ("runs", "cards", "traces", "health", "positions", "findings", "metrics", "status", "decisions")
 #: The finding the diagnosis raises for a split it cannot read (the other splits still run).
 UNREADABLE_SPLIT = "split-unreadable"
 
@@ -135,6 +137,31 @@ class RunView:
 
 
 @dataclass
+class LiveHealthView:
+    """Every layer's health in one model x split run over the batches streamed so far.
+
+    ``records`` are the latest ``LayerHealthUpdate``'s (each update covers every batch before it,
+    so it replaces the one before): ``core.health.LayerHealth`` by layer path, in execution
+    order, ``path:part`` for a layer's other outputs and a complex output's phase.
+    """
+
+    model: str
+    split: str
+    batches: int = 0  # batches the records cover
+    records: dict[str, LayerHealth] = field(default_factory=dict)
+    updates: int = 0  # updates received for this run
+
+    @property
+    def samples(self) -> int:
+        """Samples the records cover (every layer sees every sample of a batch)."""
+        return max((record.samples for record in self.records.values()), default=0)
+
+    def layers(self) -> dict[str, LayerHealth]:
+        """One record per layer: its first part (its output, output 0, or a complex amplitude)."""
+        return {path: record for path, record in self.records.items() if ":" not in path}
+
+
+@dataclass
 class PositionsView:
     """Positions one model was fed on one split, against its reassembly canvas."""
 
@@ -163,6 +190,8 @@ class WorkbenchState:
     runs: dict[RunKey, RunView] = field(default_factory=dict)
     cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     traces: dict[RunKey, dict[str, Any]] = field(default_factory=dict)
+    # Live layer health of each run while it streams (and after: the whole split's numbers).
+    live_health: dict[RunKey, LiveHealthView] = field(default_factory=dict)
     positions: dict[RunKey, PositionsView] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)
     counterfactuals: list[dict[str, Any]] = field(default_factory=list)
@@ -271,6 +300,19 @@ class WorkbenchState:
         run.first_patch_outputs = {k: np.asarray(v) for k, v in (event.outputs or {}).items()}
         run.first_patch_index = _field(event, "index", 0)
         return {"runs"}
+
+    def _on_LayerHealthUpdate(self, event) -> set[str]:
+        from ptytui.core.health import LayerHealth  # noqa: PLC0415 - numpy loads with the first event, not the first frame
+
+        records = {str(path): record if isinstance(record, LayerHealth) else LayerHealth.from_dict(record)
+                   for path, record in (_field(event, "records") or {}).items()}
+        key = (event.model, event.split)
+        view = self.live_health.get(key) or LiveHealthView(event.model, event.split)
+        view.batches = int(_field(event, "batches", 0) or 0)
+        view.records = records
+        view.updates += 1
+        self.live_health[key] = view
+        return {"health"}
 
     def _on_BatchSizeReduced(self, event) -> set[str]:
         run = self.run(event.model, event.split)

@@ -19,6 +19,9 @@ import pytest  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 INCIDENT = DATA / "incident_tiny_recorded.jsonl"  # the engine on the tiny scenario (record_tiny_scenario.py)
+# The same engine's events about one model on one split, live layer health included (the slice
+# record_tiny_scenario.py writes): baseline_gs1 x train, 4 batches, updates after batches 1, 2, 4.
+LIVE_SLICE = DATA / "live_health_tiny_recorded.jsonl"
 FROZEN_TIME = datetime(2025, 1, 31, 12, 0, 0, tzinfo=timezone.utc)
 
 
@@ -38,6 +41,24 @@ def incident_events():
     except InputError as exc:  # e.g. recorded before the statistics record changed its bins
         pytest.fail(f"{exc}: the recording no longer matches the engine; re-record it with "
                     f"tests/tui/record_tiny_scenario.py, then pytest tests/tui --snapshot-update")
+
+
+@pytest.fixture(scope="session")
+def live_events():
+    """The live slice: baseline_gs1 on train from its card to its counterfactuals."""
+    from ptytui.tui.feeds import load_recording
+
+    return load_recording(LIVE_SLICE)
+
+
+def events_until(events, type_name: str, **fields):
+    """The events up to and including the first of ``type_name`` whose fields match."""
+    from ptytui.tui.state import event_type_name
+
+    for i, event in enumerate(events):
+        if event_type_name(event) == type_name and all(getattr(event, k) == v for k, v in fields.items()):
+            return list(events[:i + 1])
+    raise LookupError(f"no {type_name} {fields} in the recording")
 
 
 @pytest.fixture(scope="session")

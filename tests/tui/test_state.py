@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ptytui.core.events import BatchDone, FirstPatch, RunFinished, RunStarted
+from ptytui.core.events import BatchDone, FirstPatch, LayerHealthUpdate, RunCancelled, RunFinished, RunStarted
+from ptytui.core.health import health_to_dict
 from ptytui.core.stats import stats_of_array
 from ptytui.tui.decision_log import record_decision
 from ptytui.tui.feeds import (
@@ -22,8 +23,9 @@ from ptytui.tui.feeds import (
     replay_feed,
     write_recording,
 )
-from ptytui.tui.state import RecordedEvent, WorkbenchState
-from tests.tui.conftest import INCIDENT
+from ptytui.tui.live_layers import LiveTraces, batches_total, live_trace, progress_label
+from ptytui.tui.state import RecordedEvent, WorkbenchState, event_type_name
+from tests.tui.conftest import INCIDENT, events_until
 
 
 def folded(events) -> WorkbenchState:
@@ -71,6 +73,83 @@ def test_a_run_finished_from_a_recording_replaces_the_live_records(incident_even
     state = folded(finished)
     assert all(run.status == "finished" for run in state.runs.values())
     assert state.runs[("baseline_gs1", "train")].outputs["trimmed_obj.amplitude"].count > 0
+
+
+def test_layer_health_updates_keep_the_latest_records_and_the_batches_seen(live_events):
+    updates = [e for e in live_events if isinstance(e, LayerHealthUpdate)]
+    assert [u.batches for u in updates] == [1, 2, 4]  # the engine updates after batches 1, 2, 4
+    state = WorkbenchState()
+    assert state.apply(updates[0]) >= {"health"}
+    state.apply(updates[1])
+    view = state.live_health[("baseline_gs1", "train")]
+    assert (view.batches, view.updates, view.samples) == (2, 2, 128)
+    assert view.records is not updates[0].records and view.records == updates[1].records
+    assert "trimmed_obj:output.phase" in view.records and "trimmed_obj:output.phase" not in view.layers()
+    # exact over the batches so far: 125 of the 128 samples streamed are all zero at the reassembly
+    assert view.layers()["trimmed_obj"].zero_sample_count == 125
+    state.reset_results()
+    assert not state.live_health
+
+
+def test_layer_health_replayed_as_plain_dicts_folds_the_same(live_events):
+    update = events_until(live_events, "LayerHealthUpdate", batches=2)[-1]
+    recorded = RecordedEvent("LayerHealthUpdate", {"model": update.model, "split": update.split,
+                                                   "batches": 2, "records": health_to_dict(update.records)})
+    state = folded([recorded])
+    assert state.live_health[("baseline_gs1", "train")].records == update.records
+    assert state.events_ignored == 0
+
+
+def test_the_live_trace_finds_the_collapse_mid_run_and_counts_the_batches_left(live_events):
+    state = folded(events_until(live_events, "LayerHealthUpdate", batches=2))
+    key = ("baseline_gs1", "train")
+    assert batches_total(state, key) == 4  # 128 of 200 samples at 64 a batch: 2 seen, 2 left
+    trace = live_trace(state, key)
+    assert progress_label(trace) == "live · 2 of 4 batches"
+    paths = [layer["path"] for layer in trace["layers"]]
+    assert paths[:2] == ["input", "input_positions"] and paths[-1] == "trimmed_obj" and len(paths) == 22
+    assert [layer["input"] for layer in trace["layers"][:3]] == [True, True, False]  # the card's inputs
+    # no probe trace yet: the collapse is found with the trace's rule, its input taken in run order
+    collapse = trace["first_collapse"]
+    assert (collapse["path"], collapse["upstream_path"], collapse["upstream_by"]) == ("trimmed_obj", "obj", "order")
+    assert collapse["upstream_nonzero_fraction"] == 1.0 and 0 < collapse["nonzero_fraction"] < 0.01
+    assert trace["layers"][-1]["zero_sample_count"] == 125
+
+
+def test_the_probe_trace_gives_the_live_collapse_its_graph_on_every_split(live_events):
+    events = events_until(live_events, "TraceDone")
+    state = folded(events)
+    key = ("baseline_gs1", "train")
+    trace = live_trace(state, key)
+    assert progress_label(trace) == "all 4 batches"
+    assert trace["first_collapse"]["upstream_by"] == "graph"
+    assert trace["first_collapse"]["path"] == state.traces[key]["first_collapse"]["path"]
+    assert {layer["type"] for layer in trace["layers"]} >= {"Conv2D", "ReassemblePatches"}
+    # a later split of the same model streams with the graph the train trace gave
+    update = events_until(live_events, "LayerHealthUpdate", batches=1)[-1]
+    state.apply(RunStarted("baseline_gs1", "test", n_samples=200, batch_size=64, positions="absolute"))
+    state.apply(LayerHealthUpdate("baseline_gs1", "test", batches=1, records=update.records))
+    other = live_trace(state, ("baseline_gs1", "test"))
+    assert progress_label(other) == "live · 1 of 4 batches"
+    assert (other["first_collapse"]["path"], other["first_collapse"]["upstream_by"]) == ("trimmed_obj", "graph")
+
+
+def test_live_traces_rebuild_only_the_runs_that_moved(live_events):
+    mid_run = events_until(live_events, "LayerHealthUpdate", batches=2)
+    state, traces = folded(mid_run[:-2]), LiveTraces()  # up to the first update
+    before = traces(state)["baseline_gs1"]["train"]
+    state.apply(mid_run[-2])
+    assert event_type_name(mid_run[-2]) == "BatchDone"
+    assert traces(state)["baseline_gs1"]["train"] is before  # a batch alone changes no layer
+    state.apply(mid_run[-1])
+    assert traces(state)["baseline_gs1"]["train"]["batches"] == 2
+
+
+def test_a_cancelled_run_says_where_its_live_health_stopped(live_events):
+    state = folded(events_until(live_events, "LayerHealthUpdate", batches=2))
+    state.apply(RunCancelled("baseline_gs1", "train", done=128))
+    assert progress_label(live_trace(state, ("baseline_gs1", "train"))) == "cancelled after 2 of 4 batches"
+    assert live_trace(state, ("baseline_gs1", "test")) is None
 
 
 def test_an_engine_trace_object_with_a_preview_lands_on_its_layer():

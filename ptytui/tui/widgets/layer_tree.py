@@ -1,7 +1,8 @@
 """The layer tree of each model (nested models expand), every node marked by health.
 
-Built from TRACE dicts (``trace --json``), one per split; a node's health is the worst over
-splits, and a group's the worst of its children. Node data is ``LayerRef(model, path, is_layer)``.
+Built from TRACE dicts (``trace --json``), one per split, or a streamed run's live layer health
+in the same shape (``tui.live_layers.live_trace``); a node's health is the worst over splits, and
+a group's the worst of its children. Node data is ``LayerRef(model, path, is_layer)``.
 """
 
 from __future__ import annotations
