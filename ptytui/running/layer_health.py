@@ -126,7 +126,7 @@ def _native_part(tf, native, t, moment_rows, hist_rows_static: int) -> dict[str,
     and the sum (``floats[0]``) is over the finite values of the moment rows only, so it is
     finite and ``run_batch`` never reruns a batch through the exact path."""
     head, per_sample, per_channel, nan, inf, floats, hist = native.ptytui_layer_health(
-        t, tf.cast(tf.minimum(moment_rows, ALL_ROWS), tf.int32), tf.cast(hist_rows_static, tf.int32))
+        t, moment_rows, hist_rows_static)
     return {"head": head, "per_sample": per_sample, "per_channel": per_channel, "nan": nan, "inf": inf,
             "floats": floats, "hist": hist}
 
@@ -225,6 +225,17 @@ class HealthStep:
 # ---- host side: unpack and accumulate (vector operations over all parts at once) -----------
 
 
+def _hist_rows(hist, n_parts: int) -> np.ndarray:
+    """(parts, RAW_BINS) raw-code counts; the kernel returns an empty histogram for a part whose
+    batch had no histogram rows (so a batch without moments transfers none)."""
+    hist = np.asarray(hist)
+    if hist.size == n_parts * RAW_BINS:
+        return hist.astype(np.int64).reshape(n_parts, RAW_BINS)
+    if hist.size == 0:
+        return np.zeros((n_parts, RAW_BINS), np.int64)
+    raise ValueError(f"layer health: {hist.size} histogram counts for {n_parts} parts")
+
+
 @dataclass
 class _Batch:
     """One batch's packed results, split per part (host numpy)."""
@@ -255,7 +266,7 @@ class _Batch:
             nan, inf = values[:starts[-1]], values[starts[-1]:]
         return cls(lead, size, head[:, 2], per_sample, starts, per_channel,
                    np.asarray(packed["floats"]).astype(np.float64).reshape(n_parts, FLOATS_PER_PART),
-                   np.asarray(packed["hist"]).astype(np.int64).reshape(n_parts, RAW_BINS), nan, inf)
+                   _hist_rows(packed["hist"], n_parts), nan, inf)
 
     def per_part(self, values: np.ndarray) -> np.ndarray:
         """Sum of a concatenated per-sample vector within each part."""

@@ -11,7 +11,8 @@
 //   floats      float (4)    over the finite values of the first `moment_rows` samples: sum, sum of
 //                            squares (accumulated in float64), min, max (+inf / -inf when none)
 //   hist        int32 (1024) raw float32 codes (bits >> 22) over the first
-//                            min(moment_rows, hist_rows) samples, NaN and Inf included
+//                            min(moment_rows, hist_rows) samples, NaN and Inf included; empty (0)
+//                            when moment_rows is 0 (a batch without moments transfers none)
 // The work is split over samples across TensorFlow's intra-op threads; each shard keeps its own
 // channel counts, sums and histogram and adds them under a lock once.
 #include <algorithm>
@@ -152,8 +153,6 @@ class LayerHealthOp : public OpKernel {
     const int64_t elements = x.NumElements();
     const int64_t S = (B > 0 && C > 0) ? elements / (B * C) : 0;
     const int64_t per = S * C;
-    const int64_t mrows = std::min(std::max<int64_t>(moment_rows, 0), B);
-    const int64_t hrows = std::min(std::max<int64_t>(hist_rows, 0), mrows);
     const float* data = x.flat<float>().data();
 
     Tensor *head, *per_sample, *per_channel, *nans, *infs, *floats, *hist;
@@ -163,7 +162,9 @@ class LayerHealthOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(3, TensorShape({B}), &nans));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(4, TensorShape({B}), &infs));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(5, TensorShape({4}), &floats));
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({kCodes}), &hist));
+    const int64_t mrows = std::min(std::max<int64_t>(moment_rows, 0), B);
+    const int64_t hrows = std::min(std::max<int64_t>(hist_rows, 0), mrows);
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(6, TensorShape({moment_rows > 0 ? kCodes : 0}), &hist));
     auto h = head->flat<int32>();
     h(0) = static_cast<int32>(B);
     h(1) = static_cast<int32>(S);
@@ -176,7 +177,7 @@ class LayerHealthOp : public OpKernel {
     std::fill(channels, channels + C, 0);
     std::fill(nan, nan + B, 0);
     std::fill(inf, inf + B, 0);
-    std::fill(codes, codes + kCodes, 0);
+    std::fill(codes, codes + hist->NumElements(), 0);
 
     std::mutex mu;
     Shard total(0);
@@ -237,7 +238,7 @@ REGISTER_OP("PtytuiLayerHealth")
       c->set_output(3, c->Vector(c->UnknownDim()));
       c->set_output(4, c->Vector(c->UnknownDim()));
       c->set_output(5, c->Vector(4));
-      c->set_output(6, c->Vector(kCodes));
+      c->set_output(6, c->Vector(c->UnknownDim()));
       return absl::OkStatus();
     });
 
