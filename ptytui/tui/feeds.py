@@ -188,11 +188,16 @@ def recording_feed(feed: EngineFeed, path: str | Path) -> EngineFeed:
 # ---- throttling ---------------------------------------------------------------------------------
 
 
+# events that carry everything their run measured so far: a newer one of a run replaces the last
+_CUMULATIVE = ("BatchDone", "LayerHealthUpdate")
+
+
 class EventBatcher:
     """A thread-safe inbox between the engine worker and the UI thread.
 
-    The worker ``add``s every event; consecutive ``BatchDone`` events of one run replace each
-    other (each carries the records merged so far, so only the latest matters). ``add`` returns
+    The worker ``add``s every event; consecutive ``BatchDone`` (or ``LayerHealthUpdate``) events
+    of one run replace each other (each carries the records merged so far, so only the latest
+    matters). ``add`` returns
     True when the worker should post a doorbell message: nothing is waiting on the UI side and
     at least ``interval_s`` passed since the last doorbell. The UI thread ``drain``s.
     """
@@ -207,10 +212,11 @@ class EventBatcher:
 
     def add(self, event: object) -> bool:
         with self._lock:
-            if event_type_name(event) == "BatchDone":
+            kind = event_type_name(event)
+            if kind in _CUMULATIVE:
                 key = (getattr(event, "model", None), getattr(event, "split", None))
                 for i, queued in enumerate(self._events):
-                    if (event_type_name(queued) == "BatchDone"
+                    if (event_type_name(queued) == kind
                             and (getattr(queued, "model", None), getattr(queued, "split", None)) == key):
                         del self._events[i]
                         break

@@ -231,6 +231,21 @@ def test_the_batcher_coalesces_batches_and_rings_at_most_ten_times_a_second():
     assert rings <= 10
 
 
+def test_the_batcher_keeps_the_latest_layer_health_of_each_run():
+    from ptytui.core.events import LayerHealthUpdate
+
+    batcher = EventBatcher(interval_s=0.1, clock=lambda: 0.0)
+    record = stats_of_array(np.ones(4, dtype=np.float32))
+    for batches in (1, 2, 4):
+        batcher.add(LayerHealthUpdate("m", "train", batches=batches, records={}))
+        batcher.add(LayerHealthUpdate("m", "test", batches=batches, records={}))
+        batcher.add(BatchDone("m", "train", done=batches, total=8, inputs={}, outputs={"o": record}))
+    queued = batcher.drain()
+    health = [(e.split, e.batches) for e in queued if isinstance(e, LayerHealthUpdate)]
+    assert health == [("train", 4), ("test", 4)]  # one per run, the latest, in arrival order
+    assert [e.done for e in queued if isinstance(e, BatchDone)] == [4]
+
+
 def test_decisions_are_appended_one_json_line_each(tmp_path):
     for option in ("skip-baseline", "apply-fix"):
         record_decision(tmp_path, {"option": option, "rationale": "why", "when": "2025-01-31T12:00:00+00:00",
