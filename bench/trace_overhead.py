@@ -3,14 +3,17 @@
 Prints, for each model (MobileNetV2 64x64x3, the scenario's supervised U-Net, DenseNet121 64x64x3;
 weights=None, batch 32, CPU), measured side by side in one process with interleaved repeats:
 
-- per batch, as ratios to a plain compiled forward pass: the probe trace (``trace_model``, the
-  compiled layer-health step, warm), full activation capture the way keract does it (one
+- per batch, as ratios to a plain compiled forward pass: every layer output read once and nothing
+  else (one ``reduce_sum`` each: the floor of any exact per-layer record), the probe trace
+  (``trace_model``, the compiled layer-health step, warm; with ptytui's kernel and with stock
+  TensorFlow ops), full activation capture the way keract does it (one
   functional model over every layer output, all returned as numpy), and TensorBoard Debugger V2
   in FULL_HEALTH mode (``tf.debugging.experimental.enable_dump_debug_info`` dumping to a temporary
   folder; in a child process of its own, since it instruments every graph built after it);
 - per streamed split (``--stream-batches`` batches), as a ratio to the same stream without it:
-  live layer health (the inference step with every layer's health, ``running.layer_health``)
-  against the plain inference step (model + input/output records, ``running.inference._Step``);
+  live layer health (the inference step with every layer's health, ``running.layer_health``;
+  with the kernel and with stock ops) against the plain inference step (model + input/output
+  records, ``running.inference._Step``);
 - peak memory: the whole process's peak RSS (VmHWM) of a streaming run with and without live
   layer health, each in a fresh child process (graph building included), and the peak RSS added
   during a warm probe trace and a warm full capture.
@@ -112,6 +115,28 @@ class Methods:
         with stock_only():
             return trace_model(self.stock_model, self.x, with_weights=False)
 
+    def floor(self):
+        """Every layer output read once and nothing else (one ``reduce_sum`` each, in one compiled
+        walk of the model): the least an exact per-layer record can cost."""
+        if getattr(self, "_floor_fn", None) is None:
+            from ptytui.core.tfload import tf as _tf
+            from ptytui.running.walk import walk_model
+
+            tf = _tf()
+
+            def read_once(v):
+                sums = []
+
+                def reduce(meta, outputs):
+                    sums.extend(tf.reshape(tf.reduce_sum(tf.cast(o, tf.float32)), [1]) for o in outputs
+                                if hasattr(o, "dtype") and (o.dtype.is_floating or o.dtype.is_integer))
+
+                walk_model(self.model, [v], reduce)
+                return tf.concat(sums, 0)
+
+            self._floor_fn = tf.function(read_once, autograph=False)
+        return np.asarray(self._floor_fn(self.x))
+
     def capture(self):
         return self.capture_model.predict_on_batch(self.x)
 
@@ -148,7 +173,7 @@ class Methods:
 def timings(name: str, batch: int, repeats: int, stream_batches: int) -> dict:
     model, shape = build(name)
     m = Methods(model, shape, batch, stream_batches)
-    methods = {"forward": m.forward, "probe trace": m.probe, "probe trace, stock ops": lambda: m.probe(True),
+    methods = {"forward": m.forward, "read each output once": m.floor, "probe trace": m.probe, "probe trace, stock ops": lambda: m.probe(True),
                "full capture": m.capture, "stream": lambda: m.stream(False),
                "stream + live health": lambda: m.stream(True),
                "  ... with stock ops": lambda: m.stream(True, stock=True)}
@@ -250,7 +275,7 @@ def report(name: str, args) -> None:
     runs, first = t["runs"], t["first"]
     print(f"\n{name} ({t['layers']} layers), batch {args.batch}, median of {args.repeats} interleaved repeats")
     print("  per batch, against a compiled forward pass:")
-    for key in ("forward", "probe trace", "probe trace, stock ops", "full capture"):
+    for key in ("forward", "read each output once", "probe trace", "probe trace, stock ops", "full capture"):
         print(_ratio_line(key, runs[key], runs["forward"], first[key]))
     debugger = _child(["--debugger", name, "--batch", str(args.batch), "--repeats", str(args.repeats)])
     if debugger:
