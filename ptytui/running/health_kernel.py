@@ -120,6 +120,7 @@ def build(tf) -> tuple[Path | None, str]:
             reason = (errors[0] if errors else f"exit {run.returncode}").strip()[:300]
             failed.write_text(reason + "\n", encoding="utf-8")
             return None, f"stock (the kernel's build failed: {reason})"
+        os.chmod(partial, 0o755)  # mkstemp made it private; a shared kernel folder can load it
         os.replace(partial, library)  # atomic: a concurrent build of the same key wins either way
         return library, "native"
     except subprocess.TimeoutExpired:
