@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,8 @@ def build(tf) -> tuple[Path | None, str]:
     if library.exists():
         return library, "native"
     if failed.exists():
-        return None, f"stock (the kernel's build failed: {failed.read_text(encoding='utf-8').strip()})"
+        return None, (f"stock (the kernel's build failed: {failed.read_text(encoding='utf-8').strip()}; "
+                      f"delete {failed} to try again)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         handle, partial = tempfile.mkstemp(dir=folder, prefix=f".layer_health_{key}.", suffix=".so")
@@ -119,15 +120,18 @@ def build(tf) -> tuple[Path | None, str]:
             errors = [ln for ln in run.stderr.splitlines() if "error" in ln] or run.stderr.splitlines()[-1:]
             reason = (errors[0] if errors else f"exit {run.returncode}").strip()[:300]
             failed.write_text(reason + "\n", encoding="utf-8")
-            return None, f"stock (the kernel's build failed: {reason})"
+            return None, f"stock (the kernel's build failed: {reason}; delete {failed} to try again)"
         os.chmod(partial, 0o755)  # mkstemp made it private; a shared kernel folder can load it
         os.replace(partial, library)  # atomic: a concurrent build of the same key wins either way
         return library, "native"
     except subprocess.TimeoutExpired:
         return None, f"stock (the kernel's build took over {BUILD_TIMEOUT_S} s)"
+    except OSError as exc:  # the compiler would not start, or the folder is not writable
+        return None, f"stock (the kernel could not be built: {exc.strerror or exc})"
     finally:
         if os.path.exists(partial):
-            os.unlink(partial)
+            with suppress(OSError):
+                os.unlink(partial)
 
 
 def kernel():

@@ -154,9 +154,10 @@ def test_a_failed_build_is_remembered_and_reported(tmp_path, monkeypatch):
     monkeypatch.setenv(health_kernel.DIR_ENV, str(tmp_path / "kernels"))
     library, state = health_kernel.build(_tf())
     assert library is None
-    assert state == "stock (the kernel's build failed: layer_health_op.cc:1: error: simulated failure)"
     notes = list((tmp_path / "kernels").glob("*.failed"))
     assert len(notes) == 1 and not list((tmp_path / "kernels").glob("*.so"))
+    assert state == ("stock (the kernel's build failed: layer_health_op.cc:1: error: simulated failure; "
+                     f"delete {notes[0]} to try again)")
     wrapper.write_text("#!/bin/sh\necho bad-cxx 1.0\nexit 0\n")  # same version: same key
     assert health_kernel.build(_tf()) == (None, state)
 
