@@ -179,6 +179,7 @@ class CounterfactualDone(EngineEvent):
     intervention: str
     nonzero_before: float | None
     nonzero_after: float | None
+    invalid: str | None = None  # why the re-run (or the run as fed) is invalid: it merged samples
 
 
 @dataclass

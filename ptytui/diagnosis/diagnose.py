@@ -272,7 +272,8 @@ def _diagnose_split(run: _Pass, model: _ModelPass, plan) -> Iterator[EngineEvent
     for r in report.results:
         yield CounterfactualDone(name, plan.split, intervention=r.name,
                                  nonzero_before=finite_or_none(report.as_fed.nonzero_fraction),
-                                 nonzero_after=finite_or_none(r.nonzero_fraction))
+                                 nonzero_after=finite_or_none(r.nonzero_fraction),
+                                 invalid=r.invalid_reason or report.as_fed.invalid_reason)
     run.check_cancel()
     coupling = coupling_report(session, plan, card=model.loaded.card)  # at the batch sizes that matter
     yield from run.raised([Finding(found["id"], found["severity"], name, found["split"], None, found["summary"],

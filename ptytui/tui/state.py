@@ -453,6 +453,7 @@ class WorkbenchState:
             "intervention": _field(event, "intervention"),
             "nonzero_before": _field(event, "nonzero_before"),
             "nonzero_after": _field(event, "nonzero_after"),
+            "invalid": _field(event, "invalid"),
             "source": "event",
         })
         return {"findings"}

@@ -252,3 +252,25 @@ def test_decisions_are_appended_one_json_line_each(tmp_path):
                                    "intervention": "zero-positions" if option == "apply-fix" else None})
     lines = (tmp_path / "decisions.jsonl").read_text().splitlines()
     assert [json.loads(line)["option"] for line in lines] == ["skip-baseline", "apply-fix"]
+
+
+def test_an_invalid_counterfactual_shows_as_invalid_with_its_reason():
+    """A re-run that merged samples is neither a recovery nor a failure to recover."""
+    from rich.console import Console
+
+    from ptytui.core.events import CounterfactualDone
+    from ptytui.tui.screens.findings import counterfactual_table
+
+    state = WorkbenchState()
+    state.apply(CounterfactualDone("bundle", "test", intervention="zero-positions", nonzero_before=0.2,
+                                   nonzero_after=None, invalid="returned 1 output for 64 inputs"))
+    state.apply(CounterfactualDone("bundle", "test", intervention="swap-xy", nonzero_before=0.2,
+                                   nonzero_after=0.9))
+    assert state.counterfactuals[0]["invalid"] == "returned 1 output for 64 inputs"
+    console = Console(width=100, record=True)
+    console.print(counterfactual_table(state.counterfactuals))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert lines[2].split()[-1] == "invalid" and lines[3].split()[-1] == "90.00%"
+    assert "invalid: bundle test zero-positions: returned 1 output for 64 inputs" in " ".join(
+        line.strip() for line in lines[4:])

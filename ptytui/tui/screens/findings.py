@@ -83,11 +83,20 @@ def counterfactual_table(rows: list[dict[str, Any]]) -> Table | Text:
         numeric = column in ("before", "after")
         table.add_column(column, no_wrap=True, justify="right" if numeric else "left",
                          min_width=7 if numeric else None)  # "99.94%" whole, never "99.9…"
+    reasons = []
     for row in rows:
         before, after = row.get("nonzero_before"), row.get("nonzero_after")
         recovered = (isinstance(before, (int, float)) and isinstance(after, (int, float)) and after > before)
+        if row.get("invalid"):  # merged samples: neither a recovery nor a failure to recover
+            after_text = Text("invalid", style="yellow")
+            reasons.append(f"{row.get('model')} {row.get('split')} {row.get('intervention')}: {row['invalid']}")
+        else:
+            after_text = Text(fraction_text(after), style="green" if recovered else "")
         table.add_row(str(row.get("model") or "-"), str(row.get("split") or "-"), str(row.get("intervention")),
-                      fraction_text(before), Text(fraction_text(after), style="green" if recovered else ""))
+                      fraction_text(before), after_text)
+    if reasons:
+        table.caption = "invalid: " + reasons[0] + (f" (+{len(reasons) - 1} more)" if len(reasons) > 1 else "")
+        table.caption_justify = "left"
     return table
 
 
