@@ -4,15 +4,9 @@ measurements run in a fresh subprocess that prints them as JSON."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.running.replica_script import run_report_script
 
 SCRIPT = r"""
 import contextlib, io, json, sys
@@ -90,14 +84,7 @@ def assert_same_records(one: dict, other: dict) -> None:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("distribute")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    env.pop("PTYTUI_CPU_REPLICAS", None)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], capture_output=True, text=True,
-                         cwd=folder, env=env, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    line = next(li for li in out.stdout.splitlines() if li.startswith("REPORT "))
-    return json.loads(line[len("REPORT "):])
+    return run_report_script(SCRIPT, tmp_path_factory.mktemp("distribute"))
 
 
 def test_strategy_spans_two_logical_cpu_devices(report):

@@ -23,15 +23,9 @@ the per-replica batch size, which would blur what is tested here.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.running.replica_script import run_report_script
 
 SCRIPT = r"""
 import json, sys
@@ -108,14 +102,7 @@ SAMPLED_EXACT = ("finite_count", "min", "max", "histogram", "underflow_count", "
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("health_devices")
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
-    env.pop("PTYTUI_CPU_REPLICAS", None)
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(folder)], capture_output=True, text=True,
-                         cwd=folder, env=env, timeout=240)
-    assert out.returncode == 0, out.stderr[-3000:]
-    line = next(li for li in out.stdout.splitlines() if li.startswith("REPORT "))
-    return json.loads(line[len("REPORT "):])
+    return run_report_script(SCRIPT, tmp_path_factory.mktemp("health_devices"))
 
 
 def test_the_run_spans_two_replicas_and_streams_every_group(report):
