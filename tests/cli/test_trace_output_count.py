@@ -9,6 +9,7 @@ import json
 import pytest
 
 from ptytui.cli import main
+from tests.helpers_merging import sum_samples_layer
 from tests.helpers_npz import make_arrays, write_npz
 
 N = 8
@@ -17,19 +18,9 @@ N = 8
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     from ptytui.core.tfload import keras as _keras
-    from ptytui.core.tfload import tf as _tf
 
-    k, tf = _keras(), _tf()
-    k.utils.set_random_seed(0)  # initial weights: the same numbers on every run
-
-    @k.saving.register_keras_serializable(package="ptytui_tests")
-    class SumSamples(k.layers.Layer):
-        def call(self, x):
-            return tf.reduce_sum(x, axis=0, keepdims=True)
-
-        def compute_output_shape(self, shape):
-            return (1,) + tuple(shape[1:])
-
+    SumSamples = sum_samples_layer()
+    k = _keras()
     folder = tmp_path_factory.mktemp("trace_count")
     x = k.Input((N, N, 1), name="input")
     h = k.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv")(x)

@@ -15,20 +15,12 @@ N = 8
 @pytest.fixture(scope="module")
 def events(tmp_path_factory):
     from ptytui.core.tfload import keras as _keras
-    from ptytui.core.tfload import tf as _tf
     from ptytui.inputs.workspace import workspace_from_flags
+    from tests.helpers_merging import sum_samples_layer
     from tests.helpers_npz import make_arrays, write_npz
 
-    k, tf = _keras(), _tf()
-    k.utils.set_random_seed(0)  # the conv's initial weights: the same findings on every run
-
-    @k.saving.register_keras_serializable(package="ptytui_tests")
-    class SumAllSamples(k.layers.Layer):
-        def call(self, x):
-            return tf.reduce_sum(x, axis=0, keepdims=True)
-
-        def compute_output_shape(self, shape):
-            return (1,) + tuple(shape[1:])
+    SumAllSamples = sum_samples_layer()  # seeds Keras too: the same conv weights on every run
+    k = _keras()
 
     folder = tmp_path_factory.mktemp("diagnose_count")
     x = k.Input((N, N, 1), name="input")

@@ -10,28 +10,10 @@ import numpy as np
 import pytest
 
 from ptytui.running.trace import trace_model
+from tests.helpers_merging import sum_samples_layer
 
 keras = pytest.importorskip("keras")
 N = 8
-
-
-def _merge_layer():
-    """A real Keras layer that sums a call's samples into one (as PtychoPINN's reassembly does
-    from 64 patches on)."""
-    from ptytui.core.tfload import keras as _keras
-    from ptytui.core.tfload import tf as _tf
-
-    k, tf = _keras(), _tf()
-    k.utils.set_random_seed(0)  # initial weights: the same numbers on every run
-
-    class MergeSamples(k.layers.Layer):
-        def call(self, x):
-            return tf.reduce_sum(x, axis=0, keepdims=True)
-
-        def compute_output_shape(self, shape):
-            return (1,) + tuple(shape[1:])
-
-    return MergeSamples
 
 
 def _merging_model():
@@ -40,7 +22,7 @@ def _merging_model():
     from ptytui.core.tfload import keras as _keras
 
     k = _keras()
-    merge = _merge_layer()
+    merge = sum_samples_layer()
     x = k.Input((N, N, 1), name="diffraction")
     h = k.layers.Conv2D(2, 3, padding="same", activation="relu", name="conv",
                         kernel_initializer="ones")(x)
