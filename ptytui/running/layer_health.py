@@ -400,11 +400,11 @@ def run_batch(step: HealthStep, flat_inputs: list, *, full: bool):
     """Run one batch through the step; a batch whose sums are not finite is run again through
     the exact path. Returns (the unpacked batch, the extras, the preview tensors)."""
     packed, extras, preview = step(flat_inputs, full=full)
-    n_parts = len(step.slots)
-    floats = np.asarray(packed["floats"]).reshape(n_parts, FLOATS_PER_PART)
-    if not np.isfinite(floats[:, 0]).all():
+    batch = _Batch.unpack(packed, len(step.slots))
+    if not np.isfinite(batch.floats[:, 0]).all():
         packed, extras, preview = step(flat_inputs, full=full, exact=True)
-    return _Batch.unpack(packed, n_parts), extras, preview
+        batch = _Batch.unpack(packed, len(step.slots))
+    return batch, extras, preview
 
 
 def accumulator_for(step: HealthStep, *, sample_every: int = 1) -> HealthAccumulator:
