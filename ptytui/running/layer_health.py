@@ -18,6 +18,13 @@ float32) is viewed as (B samples, S positions, C channels) and gives:
   samples; the host maps the codes onto ``core.stats``'s symlog bins exactly and counts
   subnormals (exponent-0 codes minus the exact zeros there).
 
+With ptytui's kernel (``running.health_kernel``, the CPU) each part is one op that also counts
+NaN and Inf exactly, and the graph walk reduces the parts after the walk so that a part that is
+a TF ``Relu``/``Relu6`` of another part gets its record from the same pass over that input
+(``derived_sources``); a batch where the input has a value that derivation cannot vouch for
+(NaN, Inf, a positive subnormal) comes back with a NaN sum and is run again through the exact
+path, which reads every output.
+
 No float64 on the device: the sums combine in float64 on the host (mean = sum / n, m2 = sum of
 squares - sum^2 / n: relative error of the variance about 1e-7 * mean^2 / variance). Whether a
 batch is a moment batch is a tensor argument (the rows the moment reductions see: all or none),
@@ -125,10 +132,47 @@ def _native_part(tf, native, t, moment_rows, hist_rows_static: int) -> dict[str,
     """``reduce_part``'s numbers from the kernel: NaN and Inf counted exactly on every batch,
     and the sum (``floats[0]``) is over the finite values of the moment rows only, so it is
     finite and ``run_batch`` never reruns a batch through the exact path."""
-    head, per_sample, per_channel, nan, inf, floats, hist = native.ptytui_layer_health(
-        t, moment_rows, hist_rows_static)
-    return {"head": head, "per_sample": per_sample, "per_channel": per_channel, "nan": nan, "inf": inf,
-            "floats": floats, "hist": hist}
+    return native_parts(native, t, moment_rows, hist_rows_static, ())[0]
+
+
+RECORD_KEYS = ("head", "per_sample", "per_channel", "nan", "inf", "floats", "hist")
+DERIVABLE = {"Relu": "relu", "Relu6": "relu6"}  # TF ops whose output's record the kernel derives
+
+
+def native_parts(native, t, moment_rows, hist_rows_static: int, activations) -> list[dict[str, Any]]:
+    """The kernel's records of ``t`` and of each activation (``"relu"``, ``"relu6"``) applied to
+    it, from one pass over ``t``: a derived record's sum is NaN on a batch where ``t`` has a value
+    it cannot vouch for (NaN, Inf, a positive subnormal), which sends ``run_batch`` to the exact
+    path, where every output is read itself."""
+    activations = list(activations)
+    outputs = native.ptytui_layer_health(t, moment_rows, hist_rows_static, activations=activations,
+                                         N=1 + len(activations))
+    return [{key: getattr(outputs, key)[r] for key in RECORD_KEYS} for r in range(1 + len(activations))]
+
+
+def derived_sources(tensors: list) -> dict[int, int]:
+    """{index of a part: index of the part it is derived from} for graph parts that are the output
+    of a TF ``Relu``/``Relu6`` op on another part (float32 both) that is not itself derived: the
+    kernel reads the source once for both records (MobileNetV2's 35 ReLU6 layers, DenseNet121's
+    121 ReLU activations), so the activation's output is never read."""
+    index = {}
+    for i, t in enumerate(tensors):
+        if getattr(t, "dtype", None) is not None and t.dtype.name == "float32" and hasattr(t, "ref"):
+            index.setdefault(t.ref(), i)
+    derived: dict[int, int] = {}
+    for i, t in enumerate(tensors):
+        op = getattr(t, "op", None)
+        if op is None or DERIVABLE.get(getattr(op, "type", None)) is None or len(op.inputs) != 1:
+            continue
+        if t.dtype.name != "float32" or t.shape.rank is None:
+            continue
+        source = index.get(op.inputs[0].ref())
+        if source is None or source == i or source in derived:
+            continue
+        if tensors[source].shape.rank != t.shape.rank:
+            continue
+        derived[i] = source
+    return derived
 
 
 def _pack(concat, reduced: list[dict]) -> dict[str, Any]:
@@ -167,13 +211,20 @@ class HealthStep:
         self.entry_parts: list[list[int]] = []  # part indices of each entry
         self.slots: list[PartSlot] = []
         self.kernel = ""  # "native" or "stock (why)", set when the walk is traced
+        self.derived: dict[int, int] = {}  # {derived part: its source part} where the kernel derives
 
-    def walk(self, flat_inputs: list, reduce_one: Callable[[Any, int], dict]):
+    def walk(self, flat_inputs: list, reduce_one: Callable[[Any, int], dict], *,
+             derive: Callable[[Any, int, list[str]], list[dict]] | None = None):
         """Walk the model once, reducing each part with ``reduce_one(part, hist_rows)``; record
-        the entries and slots; return (reductions, preview tensors, model outputs)."""
+        the entries and slots; return (reductions, preview tensors, model outputs).
+
+        ``derive(part, hist_rows, activations) -> [record dicts]`` (graph mode, the kernel): parts
+        are reduced after the walk, a ReLU/ReLU6 output together with its input
+        (``derived_sources``) in one pass over the input."""
         tf = _tf()
         slots: list[tuple[EntryMeta, PartSlot]] = []
-        reduced: list[dict] = []
+        reduced: list[dict | None] = []
+        tensors: list[Any] = []
         preview: dict[str, Any] = {}
 
         def reduce(meta: EntryMeta, outputs: list) -> list[int]:
@@ -184,7 +235,11 @@ class HealthStep:
             for name, t in parts:
                 slot = PartSlot(-1, name, t.shape.rank, hist_rows(tuple(t.shape)))
                 slots.append((meta, slot))
-                reduced.append(reduce_one(t, slot.hist_rows))
+                if derive is None:
+                    reduced.append(reduce_one(t, slot.hist_rows))
+                else:
+                    reduced.append(None)
+                    tensors.append(t)
                 indices.append(len(slots) - 1)
             if meta.path == self.preview_path and outputs:
                 preview.update(preview_tf(tf, outputs[0]))
@@ -197,6 +252,20 @@ class HealthStep:
             slot.entry = index[id(meta)]
         self.entries, self.slots = entries, [slot for _, slot in slots]
         self.entry_parts = [list(r or []) for r in results]
+        if derive is not None:
+            self.derived = derived_sources(tensors)
+            children: dict[int, list[int]] = {}
+            for child, source in self.derived.items():
+                children.setdefault(source, []).append(child)
+            for i, t in enumerate(tensors):
+                if i in self.derived:
+                    continue
+                kids = children.get(i, [])
+                records = derive(t, self.slots[i].hist_rows,
+                                 [DERIVABLE[tensors[k].op.type] for k in kids])
+                reduced[i] = records[0]
+                for child, record in zip(kids, records[1:]):
+                    reduced[child] = record
         return reduced, preview, outputs
 
     def _function(self, flat_inputs: list, exact: bool):
@@ -207,7 +276,8 @@ class HealthStep:
         if (layout, exact) not in self._functions:
             def step(flat_inputs, moment_rows):
                 reduced, preview, outputs = self.walk(
-                    list(flat_inputs), lambda t, rows: reduce_part(tf, t, moment_rows, rows, exact))
+                    list(flat_inputs), lambda t, rows: reduce_part(tf, t, moment_rows, rows, exact),
+                    derive=_deriver(moment_rows, exact))
                 extras = self._extras(list(flat_inputs), outputs) if self._extras else ()
                 return _pack(tf.concat, reduced), extras, preview
 
@@ -220,6 +290,21 @@ class HealthStep:
         tf = _tf()
         flat = [tf.convert_to_tensor(x) for x in flat_inputs]
         return self._function(flat, exact)(flat, tf.constant(ALL_ROWS if full else 0, tf.int32))
+
+
+def _deriver(moment_rows, exact: bool):
+    """The walk's ``derive`` for a compiled step: the kernel's derived records, except on the
+    exact path (every output read itself) or where the stock ops are used."""
+    native = health_kernel.kernel()
+    if native is None or exact:
+        return None
+
+    def derive(t, rows: int, activations: list[str]) -> list[dict]:
+        if t.shape.rank == 0:
+            t = _tf().reshape(t, [1])
+        return native_parts(native, t, moment_rows, rows, activations)
+
+    return derive
 
 
 # ---- host side: unpack and accumulate (vector operations over all parts at once) -----------
@@ -550,7 +635,8 @@ class LiveLayerHealth:
         the packed health returned among the reductions under HEALTH_KEY."""
         tf = _tf()
         flat = [inputs[name] for name in self._set_input_names(inputs)]
-        reduced, _, outputs = self.step.walk(flat, lambda t, rows: reduce_part(tf, t, ALL_ROWS, rows, False))
+        reduced, _, outputs = self.step.walk(flat, lambda t, rows: reduce_part(tf, t, ALL_ROWS, rows, False),
+                                             derive=_deriver(tf.constant(ALL_ROWS, tf.int32), False))
         reductions, firsts = self.extras(flat, outputs)
         reductions[HEALTH_KEY] = _pack(tf.concat, reduced)
         count = reductions.pop(OUTPUT_COUNT_KEY)  # DistributedStep returns the counts apart

@@ -196,3 +196,135 @@ def test_the_eager_probe_uses_the_kernel_with_the_same_numbers():
         assert (a.path, a.zero_count, a.nan_count, a.inf_count, a.zero_samples) == (
             b.path, b.zero_count, b.nan_count, b.inf_count, b.zero_samples)
         assert np.array_equal(a.hist_counts, b.hist_counts) and a.min == b.min and a.max == b.max
+
+
+def _op_reference(tf, x: np.ndarray, moment_rows: int, hist_rows: int) -> dict:
+    """The kernel's outputs for ``x`` computed with stock TensorFlow ops and numpy (the comparison
+    runs `x != 0` in TensorFlow, under the same subnormal handling as the kernel)."""
+    xt = tf.constant(x)
+    lead, channels = x.shape[0], x.shape[-1] if x.ndim >= 2 else 1
+    nonzero = tf.cast(tf.not_equal(tf.reshape(xt, [lead, -1, channels]), 0), tf.int32).numpy()
+    rows = x.reshape(lead, int(np.prod(x.shape[1:], dtype=np.int64)))
+    m = rows[:moment_rows]
+    finite = m[np.isfinite(m)].astype(np.float64)
+    codes = (x[:min(moment_rows, hist_rows)].reshape(-1).view(np.uint32) >> 22).astype(np.int64)
+    return {"per_sample": nonzero.sum(axis=(1, 2)), "per_channel": nonzero.sum(axis=(0, 1)),
+            "nan": np.isnan(rows).sum(axis=1), "inf": np.isinf(rows).sum(axis=1),
+            "floats": np.array([finite.sum(), (finite ** 2).sum(), finite.min() if finite.size else np.inf,
+                                finite.max() if finite.size else -np.inf]),
+            "hist": np.bincount(codes, minlength=1024) if moment_rows > 0 else np.zeros(0, np.int64)}
+
+
+def _assert_record(got: dict, want: dict, where: str) -> None:
+    for key in ("per_sample", "per_channel", "nan", "inf", "hist"):
+        assert np.array_equal(np.asarray(got[key]), want[key]), (where, key)
+    floats = np.asarray(got["floats"], np.float64)
+    assert floats[2:].tolist() == want["floats"][2:].tolist(), where
+    assert floats[:2] == pytest.approx(want["floats"][:2], rel=1e-5, abs=1e-6), where
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+@pytest.mark.parametrize("shape", [(5, 37), (3, 7, 1), (4, 6, 3), (3, 5, 15), (3, 5, 16), (3, 5, 17), (2, 4, 4, 24),
+                                   (3, 9, 40), (2, 3, 3, 96), (2, 5, 130), (3, 2, 200), (0, 4, 8), ()])
+def test_the_op_counts_every_channel_layout_exactly(shape):
+    """The vectorized counting (16 lanes, 16-128 channel blocks, an overlapping tail block, a flat
+    path for one channel, a plain loop under 16 channels) against stock ops, with zeros, -0.0,
+    subnormals, NaN and Inf placed in chosen samples; moments over the moment rows only, the
+    histogram over its rows only."""
+    from ptytui.core.tfload import tf as _tf
+
+    tf, native = _tf(), health_kernel.kernel()
+    rng = np.random.default_rng(len(shape) * 100 + (shape[-1] if shape else 0))
+    x = rng.normal(size=shape).astype(np.float32)
+    x[np.abs(x) < 0.4] = 0.0
+    flat = x.reshape(-1)
+    if flat.size >= 12:
+        flat[rng.choice(flat.size, 6, replace=False)] = [-0.0, 1e-39, -1e-40, 3e-42, 0.0, -0.0]
+        if x.shape[0] > 1:
+            one = x.reshape(x.shape[0], -1)
+            one[1, :3] = [np.nan, np.inf, -np.inf]
+    tensor = x if x.ndim else x.reshape(1)
+    for moment_rows, hist_rows in ((1 << 30, 4), (1, 1 << 30), (0, 4)):
+        out = native.ptytui_layer_health(tensor, moment_rows, hist_rows)
+        got = {key: getattr(out, key)[0].numpy() for key in out._fields}
+        _assert_record(got, _op_reference(tf, tensor, moment_rows, hist_rows), f"{shape} {moment_rows}")
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+@pytest.mark.parametrize("poison", ["none", "nan", "inf", "subnormal"])
+def test_derived_relu_records_equal_reading_the_relu_output(poison):
+    """The records the op derives for relu and relu6 of x equal the op's records of TensorFlow's
+    own tf.nn.relu / tf.nn.relu6 outputs; where x has a value the derivation cannot vouch for
+    (NaN, Inf, a positive subnormal, which TensorFlow's Relu flushes), the derived sums are NaN
+    so the caller reads the outputs instead."""
+    from ptytui.core.tfload import tf as _tf
+
+    tf, native = _tf(), health_kernel.kernel()
+    x = np.random.default_rng(4).normal(size=(6, 5, 5, 40)).astype(np.float32) * 8  # past 6: relu6 clips
+    x[2] = np.minimum(x[2], 0.0)  # a sample all zero after the activation
+    x[0, 0, 0, :4] = [-0.0, 0.0, -1e-39, 6.0]
+    x[4, 1, 1, 5] = {"none": 1.0, "nan": np.nan, "inf": np.inf, "subnormal": 1e-39}[poison]
+    out = native.ptytui_layer_health(x, 1 << 30, 3, activations=["relu", "relu6"], N=3)
+    derived = [{key: getattr(out, key)[r].numpy() for key in out._fields} for r in range(3)]
+    own = {key: getattr(out, key)[0].numpy() for key in out._fields}
+    alone = native.ptytui_layer_health(x, 1 << 30, 3)
+    assert all(np.array_equal(own[key], getattr(alone, key)[0].numpy()) for key in out._fields)
+    for record, activation in zip(derived[1:], (tf.nn.relu, tf.nn.relu6)):
+        if poison != "none":
+            assert np.isnan(record["floats"][0]), (poison, activation.__name__)
+            continue
+        read = native.ptytui_layer_health(activation(x), 1 << 30, 3)
+        for key in out._fields:
+            want, got = getattr(read, key)[0].numpy(), record[key]
+            if key == "floats":
+                assert got[2:].tolist() == want[2:].tolist()
+                assert got[:2] == pytest.approx(want[:2], rel=1e-6)
+            else:
+                assert np.array_equal(got, want), (activation.__name__, key)
+        assert record["per_sample"][2] == 0
+    # more activations of one tensor than one pass takes (two): the same records
+    many = native.ptytui_layer_health(x, 1 << 30, 3, activations=["relu", "relu6", "relu6", "relu"], N=5)
+    for r, same in ((3, 2), (4, 1)):
+        for key in out._fields:
+            assert np.array_equal(getattr(many, key)[r].numpy(), derived[same][key], equal_nan=key == "floats")
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler: the stock path is the only one")
+def test_a_relu_after_nan_is_read_not_derived():
+    """conv -> NaN/Inf in chosen samples -> ReLU6 -> Activation('relu'): the compiled step derives
+    both activations from their inputs, and a batch whose input to them is not finite is run
+    again through the exact path, so every record equals the stock path's."""
+    from ptytui.core.tfload import keras as _keras
+    from ptytui.core.tfload import tf as _tf
+
+    k, tf = _keras(), _tf()
+    k.utils.set_random_seed(1)
+
+    class Poison(k.layers.Layer):
+        def call(self, x):
+            ids = tf.reshape(tf.range(tf.shape(x)[0]), [-1, 1, 1, 1])
+            return tf.where((ids == 1) & (x > 0.8), np.float32("nan"), x)
+
+    x_in = k.Input((8, 8, 3), name="image")
+    h = k.layers.Conv2D(20, 3, padding="same", name="conv")(x_in)
+    h = k.layers.ReLU(max_value=6.0, name="relu6")(h)
+    h = k.layers.Conv2D(18, 1, name="mix")(h)
+    h = k.layers.Activation("relu", name="act")(h)
+    poisoned = Poison(name="poison")(h)
+    out = k.layers.ReLU(name="relu_after")(poisoned)
+    model = k.Model(x_in, out)
+    clean = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    batches = [clean, clean * 3, clean[:1] - 5]  # batch 2: one sample, no NaN (no sample 1)
+    native = _records(model, batches, stock=False)
+    step = HealthStep(model)
+    run_batch(step, [clean], full=False)
+    assert sorted(step.entries[step.slots[i].entry].path for i in step.derived) == ["act", "relu6", "relu_after"]
+    stock = _records(model, batches, stock=True)
+    assert native["poison"].nan_count > 0 and native["relu_after"].nan_count == native["poison"].nan_count
+    for path, a in native.items():
+        b = stock[path]
+        assert (a.zero_count, a.nan_count, a.inf_count, a.zero_samples, a.nonfinite_samples) == (
+            b.zero_count, b.nan_count, b.inf_count, b.zero_samples, b.nonfinite_samples), path
+        assert np.array_equal(a.channel_nonzero, b.channel_nonzero), path
+        assert np.array_equal(a.hist_counts, b.hist_counts) and a.min == b.min and a.max == b.max, path
+        assert a.mean == pytest.approx(b.mean, rel=1e-5, abs=1e-6), path
