@@ -136,42 +136,83 @@ def _native_part(tf, native, t, moment_rows, hist_rows_static: int) -> dict[str,
 
 
 RECORD_KEYS = ("head", "per_sample", "per_channel", "nan", "inf", "floats", "hist")
-DERIVABLE = {"Relu": "relu", "Relu6": "relu6"}  # TF ops whose output's record the kernel derives
+DERIVABLE = {"Relu": "relu", "Relu6": "relu6", "Pad": "pad"}  # TF ops whose records the kernel derives
 
 
-def native_parts(native, t, moment_rows, hist_rows_static: int, activations) -> list[dict[str, Any]]:
-    """The kernel's records of ``t`` and of each activation (``"relu"``, ``"relu6"``) applied to
-    it, from one pass over ``t``: a derived record's sum is NaN on a batch where ``t`` has a value
-    it cannot vouch for (NaN, Inf, a positive subnormal), which sends ``run_batch`` to the exact
-    path, where every output is read itself."""
-    activations = list(activations)
-    outputs = native.ptytui_layer_health(t, moment_rows, hist_rows_static, activations=activations,
-                                         N=1 + len(activations))
-    return [{key: getattr(outputs, key)[r] for key in RECORD_KEYS} for r in range(1 + len(activations))]
+@dataclass(frozen=True)
+class Derived:
+    """A part whose record the kernel derives from another part's pass (``derived_sources``)."""
+
+    source: int  # the part read
+    kind: str  # "relu", "relu6" or "pad"
+    pad_positions: int = 0  # positions per sample the padding adds ("pad")
+    padded: int | None = None  # "pad" of a derived activation: that activation's part
 
 
-def derived_sources(tensors: list) -> dict[int, int]:
-    """{index of a part: index of the part it is derived from} for graph parts that are the output
-    of a TF ``Relu``/``Relu6`` op on another part (float32 both) that is not itself derived: the
-    kernel reads the source once for both records (MobileNetV2's 35 ReLU6 layers, DenseNet121's
-    121 ReLU activations), so the activation's output is never read."""
+def native_parts(native, t, moment_rows, hist_rows_static: int, derived=(), pad_of=()) -> list[dict[str, Any]]:
+    """The kernel's records of ``t`` and of each ``Derived`` output computed from it (activations
+    before pads, the kernel's order; ``pad_of``: per derived output, the record a pad pads, 0 for
+    ``t`` or 1 + the activation's position), from one pass over ``t``. A derived activation's sum
+    is NaN on a batch where ``t`` has a value it cannot vouch for (NaN, Inf, a positive
+    subnormal), which sends ``run_batch`` to the exact path, where every output is read itself."""
+    derived = list(derived)
+    outputs = native.ptytui_layer_health(t, moment_rows, hist_rows_static,
+                                         activations=[d.kind for d in derived],
+                                         pad_positions=[d.pad_positions for d in derived],
+                                         pad_of=list(pad_of) or [0] * len(derived), N=1 + len(derived))
+    return [{key: getattr(outputs, key)[r] for key in RECORD_KEYS} for r in range(1 + len(derived))]
+
+
+def _pad_positions(tf, op, x, y) -> int | None:
+    """Positions per sample a ``Pad`` op adds when it pads only the positions of x (not the
+    samples, not the channels) with zeros and both shapes are static past the batch; else None."""
+    paddings = tf.get_static_value(op.inputs[1])
+    rank = x.shape.rank
+    if paddings is None or rank is None or rank < 2 or np.shape(paddings) != (rank, 2):
+        return None
+    if np.any(paddings[0] != 0) or np.any(paddings[-1] != 0) or np.any(paddings < 0):
+        return None
+    dims_x, dims_y = x.shape[1:-1], y.shape[1:-1]
+    if any(d is None for d in list(dims_x) + list(dims_y)):
+        return None
+    return int(np.prod(dims_y, dtype=np.int64) - np.prod(dims_x, dtype=np.int64))
+
+
+def derived_sources(tensors: list, hist_rows_of: list[int] | None = None) -> dict[int, Derived]:
+    """{index of a part: how its record is derived} for graph parts that are the output of a TF
+    ``Relu``/``Relu6`` op, or of a ``Pad`` op padding positions with zeros, on another part
+    (float32 both, the same histogram rows) that is not itself derived, or a zero padding of such
+    a derived activation: the kernel reads the source once for all of them (MobileNetV2's 35 ReLU6
+    and 4 padding layers, DenseNet121's 121 ReLU activations), so their outputs are never read."""
+    tf = _tf()
     index = {}
     for i, t in enumerate(tensors):
         if getattr(t, "dtype", None) is not None and t.dtype.name == "float32" and hasattr(t, "ref"):
             index.setdefault(t.ref(), i)
-    derived: dict[int, int] = {}
+    derived: dict[int, Derived] = {}
     for i, t in enumerate(tensors):
         op = getattr(t, "op", None)
-        if op is None or DERIVABLE.get(getattr(op, "type", None)) is None or len(op.inputs) != 1:
-            continue
-        if t.dtype.name != "float32" or t.shape.rank is None:
+        kind = DERIVABLE.get(getattr(op, "type", None)) if op is not None else None
+        if kind is None or not op.inputs or t.dtype.name != "float32" or t.shape.rank is None:
             continue
         source = index.get(op.inputs[0].ref())
+        padded = None
+        if source is not None and source in derived and kind == "pad" and derived[source].kind != "pad":
+            source, padded = derived[source].source, source  # zero padding of a derived activation
         if source is None or source == i or source in derived:
             continue
-        if tensors[source].shape.rank != t.shape.rank:
+        x = tensors[source]
+        if x.shape.rank != t.shape.rank:
             continue
-        derived[i] = source
+        if hist_rows_of is not None and hist_rows_of[source] != hist_rows_of[i]:
+            continue
+        if kind == "pad":
+            positions = _pad_positions(tf, op, x, t)
+            if positions is None:
+                continue
+            derived[i] = Derived(source, kind, positions, padded)
+        elif len(op.inputs) == 1:
+            derived[i] = Derived(source, kind)
     return derived
 
 
@@ -211,15 +252,15 @@ class HealthStep:
         self.entry_parts: list[list[int]] = []  # part indices of each entry
         self.slots: list[PartSlot] = []
         self.kernel = ""  # "native" or "stock (why)", set when the walk is traced
-        self.derived: dict[int, int] = {}  # {derived part: its source part} where the kernel derives
+        self.derived: dict[int, Derived] = {}  # {part: how the kernel derives it} (graph walks)
 
     def walk(self, flat_inputs: list, reduce_one: Callable[[Any, int], dict], *,
-             derive: Callable[[Any, int, list[str]], list[dict]] | None = None):
+             derive: Callable[[Any, int, list[Derived], list[int]], list[dict]] | None = None):
         """Walk the model once, reducing each part with ``reduce_one(part, hist_rows)``; record
         the entries and slots; return (reductions, preview tensors, model outputs).
 
-        ``derive(part, hist_rows, activations) -> [record dicts]`` (graph mode, the kernel): parts
-        are reduced after the walk, a ReLU/ReLU6 output together with its input
+        ``derive(part, hist_rows, [Derived], pad_of) -> [record dicts]`` (graph mode, the kernel): parts
+        are reduced after the walk, a ReLU/ReLU6 or zero-padding output together with its input
         (``derived_sources``) in one pass over the input."""
         tf = _tf()
         slots: list[tuple[EntryMeta, PartSlot]] = []
@@ -253,16 +294,18 @@ class HealthStep:
         self.entries, self.slots = entries, [slot for _, slot in slots]
         self.entry_parts = [list(r or []) for r in results]
         if derive is not None:
-            self.derived = derived_sources(tensors)
+            self.derived = derived_sources(tensors, [slot.hist_rows for slot in self.slots])
             children: dict[int, list[int]] = {}
-            for child, source in self.derived.items():
-                children.setdefault(source, []).append(child)
+            for child, how in self.derived.items():
+                children.setdefault(how.source, []).append(child)
             for i, t in enumerate(tensors):
                 if i in self.derived:
                     continue
-                kids = children.get(i, [])
-                records = derive(t, self.slots[i].hist_rows,
-                                 [DERIVABLE[tensors[k].op.type] for k in kids])
+                kids = sorted(children.get(i, []), key=lambda k: self.derived[k].kind == "pad")
+                record_of = {k: 1 + j for j, k in enumerate(kids)}
+                pad_of = [0 if self.derived[k].padded is None else record_of[self.derived[k].padded]
+                          for k in kids]
+                records = derive(t, self.slots[i].hist_rows, [self.derived[k] for k in kids], pad_of)
                 reduced[i] = records[0]
                 for child, record in zip(kids, records[1:]):
                     reduced[child] = record
@@ -299,10 +342,10 @@ def _deriver(moment_rows, exact: bool):
     if native is None or exact:
         return None
 
-    def derive(t, rows: int, activations: list[str]) -> list[dict]:
+    def derive(t, rows: int, derived: list[Derived], pad_of: list[int]) -> list[dict]:
         if t.shape.rank == 0:
             t = _tf().reshape(t, [1])
-        return native_parts(native, t, moment_rows, rows, activations)
+        return native_parts(native, t, moment_rows, rows, derived, pad_of)
 
     return derive
 

@@ -21,6 +21,11 @@
 // when x > 0; TensorFlow flushes subnormal inputs, so those are left to the caller). A batch whose
 // x has NaN, Inf or a positive subnormal anywhere gets NaN as the derived records' sum (floats[0]):
 // the caller then reads the activation's output itself (``layer_health.run_batch``).
+// A "pad" record describes x zero-padded by `pad_positions` positions per sample (TensorFlow's Pad
+// op over the positions only, as Keras' ZeroPadding layers do): x's counts and sums, the padded
+// zeros added to the histogram and taken into min and max, exact for any x; `pad_of` names the
+// record padded (0: x; k: the k-th activation, so a padded ReLU output is derived too). Pads come
+// after the activations in `activations`.
 //
 // The work is split over samples across TensorFlow's intra-op threads; each shard keeps its own
 // channel counts, sums and histograms and adds them under a lock once.
@@ -52,7 +57,6 @@ constexpr uint32_t kMantissa = 0x007fffffu;
 constexpr int kCodes = 1024;
 constexpr int64_t kBlock = 1024;  // float partial sums per block, added into float64
 constexpr float kInf = std::numeric_limits<float>::infinity();
-constexpr int64_t kInlineElements = int64_t{1} << 18;  // below this, one thread does all samples
 
 inline uint32_t bits_of(float v) {
   uint32_t b;
@@ -124,11 +128,10 @@ inline void count_channels(const float* row, int64_t S, int64_t C, int64_t c0, u
       }
     }
   }
-  for (int v = 0; v < V; ++v)
-    for (int j = 0; j < 16; ++j) {
-      nonzero[c0 + 16 * v + j] = acc[v][j];
-      if (Derive) positive[c0 + 16 * v + j] = pos[v][j];
-    }
+  for (int v = 0; v < V; ++v) {
+    std::memcpy(nonzero + c0 + 16 * v, &acc[v], sizeof acc[v]);
+    if (Derive) std::memcpy(positive + c0 + 16 * v, &pos[v], sizeof pos[v]);
+  }
   scan->top = std::max(scan->top, lanes_max(top));
   if (Derive) scan->subnormal |= lanes_max(sub);
 }
@@ -166,6 +169,50 @@ inline int32 count_flat(const float* row, int64_t n, uint32_t zmin, int32* posit
   return total;
 }
 
+// Counts of a sample with 1 < C < 16 channels: chunks of C vectors (16 C elements, a whole number
+// of positions), so lane j of vector v always holds channel (16 v + j) % C; the tail past the last
+// whole chunk one element at a time.
+template <bool Derive>
+inline void count_periodic(const float* row, int64_t n, int64_t C, uint32_t zmin, int32* nonzero,
+                           int32* positive, Scan* scan) {
+  i32x16 acc[16], pos[16];
+  for (int64_t v = 0; v < C; ++v) acc[v] = pos[v] = i32x16{};
+  u32x16 top = {}, sub = {};
+  const int64_t chunk = 16 * C;
+  int64_t i = 0;
+  for (; i + chunk <= n; i += chunk) {
+    for (int64_t v = 0; v < C; ++v) {
+      const u32x16 b = load16(row + i + 16 * v);
+      const u32x16 t = b << 1;
+      acc[v] -= (i32x16)(t >= zmin);
+      top = top > t ? top : t;
+      if (Derive) {
+        pos[v] -= (i32x16)((i32x16)b > 0);
+        sub |= (u32x16)((b - 1) < kMantissa);
+      }
+    }
+  }
+  std::fill(nonzero, nonzero + C, 0);
+  if (Derive) std::fill(positive, positive + C, 0);
+  for (int64_t v = 0; v < C; ++v)
+    for (int j = 0; j < 16; ++j) {
+      nonzero[(16 * v + j) % C] += acc[v][j];
+      if (Derive) positive[(16 * v + j) % C] += pos[v][j];
+    }
+  uint32_t m = lanes_max(top), subnormal = lanes_max(sub);
+  for (; i < n; ++i) {
+    const uint32_t b = bits_of(row[i]);
+    nonzero[i % C] += (b << 1) >= zmin;
+    m = std::max(m, b << 1);
+    if (Derive) {
+      positive[i % C] += static_cast<int32_t>(b) > 0;
+      subnormal |= (b - 1) < kMantissa;
+    }
+  }
+  scan->top = std::max(scan->top, m);
+  if (Derive) scan->subnormal |= subnormal;
+}
+
 // One record's accumulators within a shard.
 struct Acc {
   std::vector<int32> channel;  // nonzero counts per channel, this shard's samples
@@ -180,21 +227,8 @@ inline void count_sample(const float* row, int64_t S, int64_t C, uint32_t zmin, 
                          int32* positive, Scan* scan) {
   if (C == 1) {
     nonzero[0] = count_flat<Derive>(row, S, zmin, positive, scan);
-  } else if (C < 16) {  // few channels: a plain loop (such outputs are small or rare)
-    std::fill(nonzero, nonzero + C, 0);
-    if (Derive) std::fill(positive, positive + C, 0);
-    for (int64_t s = 0; s < S; ++s) {
-      const float* p = row + s * C;
-      for (int64_t c = 0; c < C; ++c) {
-        const uint32_t b = bits_of(p[c]);
-        nonzero[c] += (b << 1) >= zmin;
-        scan->top = std::max(scan->top, b << 1);
-        if (Derive) {
-          positive[c] += static_cast<int32_t>(b) > 0;
-          scan->subnormal |= (b - 1) < kMantissa;
-        }
-      }
-    }
+  } else if (C < 16) {
+    count_periodic<Derive>(row, S * C, C, zmin, nonzero, positive, scan);
   } else {
     int64_t c0 = 0;
     for (; c0 + 128 <= C; c0 += 128) count_channels<8, Derive>(row, S, C, c0, zmin, nonzero, positive, scan);
@@ -315,7 +349,24 @@ class LayerHealthOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n));
     OP_REQUIRES(ctx, n == 1 + static_cast<int>(activations.size()),
                 tensorflow::errors::InvalidArgument("N must be 1 + len(activations)"));
-    for (const auto& name : activations) caps_.push_back(name == "relu6" ? 6.0f : kInf);
+    std::vector<int> extra, of;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("pad_positions", &extra));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("pad_of", &of));
+    if (extra.empty()) extra.assign(activations.size(), 0);
+    if (of.empty()) of.assign(activations.size(), 0);
+    OP_REQUIRES(ctx, extra.size() == activations.size() && of.size() == activations.size(),
+                tensorflow::errors::InvalidArgument("pad_positions, pad_of: one per activation"));
+    for (size_t i = 0; i < activations.size(); ++i) {
+      if (activations[i] == "pad") {
+        OP_REQUIRES(ctx, of[i] >= 0 && of[i] <= static_cast<int>(caps_.size()),
+                    tensorflow::errors::InvalidArgument("pad_of: x (0) or an activation before the pads"));
+        pads_.push_back(extra[i]);
+        pad_of_.push_back(of[i]);
+      } else {
+        OP_REQUIRES(ctx, pads_.empty(), tensorflow::errors::InvalidArgument("pads come after activations"));
+        caps_.push_back(activations[i] == "relu6" ? 6.0f : kInf);
+      }
+    }
   }
 
   void Compute(OpKernelContext* ctx) override {
@@ -329,7 +380,8 @@ class LayerHealthOp : public OpKernel {
     const int64_t S = (B > 0 && C > 0) ? elements / (B * C) : 0;
     const int64_t per = S * C;
     const float* data = x.flat<float>().data();
-    const int R = 1 + static_cast<int>(caps_.size());
+    const int R = 1 + static_cast<int>(caps_.size());  // records computed in the pass
+    const int N = R + static_cast<int>(pads_.size());   // records returned
     const bool derive = R > 1;
     const int64_t mrows = std::min(std::max<int64_t>(moment_rows, 0), B);
     const int64_t hrows = std::min(std::max<int64_t>(hist_rows, 0), mrows);
@@ -342,9 +394,9 @@ class LayerHealthOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->output_list("inf", &infs));
     OP_REQUIRES_OK(ctx, ctx->output_list("floats", &floats));
     OP_REQUIRES_OK(ctx, ctx->output_list("hist", &hists));
-    std::vector<int32*> samples(R), channels(R), nan(R), inf(R), codes(R);
-    std::vector<float*> moments(R);
-    for (int r = 0; r < R; ++r) {
+    std::vector<int32*> samples(N), channels(N), nan(N), inf(N), codes(N);
+    std::vector<float*> moments(N);
+    for (int r = 0; r < N; ++r) {
       Tensor *head, *s, *c, *na, *in, *f, *h;
       OP_REQUIRES_OK(ctx, heads.allocate(r, TensorShape({3}), &head));
       OP_REQUIRES_OK(ctx, per_samples.allocate(r, TensorShape({B}), &s));
@@ -355,7 +407,7 @@ class LayerHealthOp : public OpKernel {
       OP_REQUIRES_OK(ctx, hists.allocate(r, TensorShape({moment_rows > 0 ? kCodes : 0}), &h));
       auto hd = head->flat<int32>();
       hd(0) = static_cast<int32>(B);
-      hd(1) = static_cast<int32>(S);
+      hd(1) = static_cast<int32>(r < R ? S : S + pads_[r - R]);
       hd(2) = static_cast<int32>(C);
       samples[r] = s->flat<int32>().data();
       channels[r] = c->flat<int32>().data();
@@ -434,11 +486,7 @@ class LayerHealthOp : public OpKernel {
     };
     auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
     // cost per sample in rough cycles: a compare, an add and a mask per element, more on moment rows
-    if (elements * R < kInlineElements) {
-      work(0, B);  // small: handing shards to other threads costs more than it saves
-    } else {
-      tensorflow::Shard(threads->num_threads, threads->workers, B, std::max<int64_t>(per, 1) * 3, work);
-    }
+    tensorflow::Shard(threads->num_threads, threads->workers, B, std::max<int64_t>(per, 1) * 3, work);
     if (moment_rows > 0)
       for (int r = 1; r < R; ++r) derive_hist(codes[0], caps_[r - 1], codes[r]);
     for (int r = 0; r < R; ++r) {
@@ -449,10 +497,31 @@ class LayerHealthOp : public OpKernel {
       f[2] = total[r].low;
       f[3] = total[r].high;
     }
+    // zero padding: x's counts, sums and histogram with the padded zeros added (their count is
+    // known, so nothing is read again); min and max take in 0 where moments were taken
+    for (int r = R; r < N; ++r) {
+      const int64_t added = pads_[r - R] * C;
+      const int base = pad_of_[r - R];  // the record padded: x (0) or one of its activations
+      std::memcpy(samples[r], samples[base], B * sizeof(int32));
+      std::memcpy(channels[r], channels[base], C * sizeof(int32));
+      std::memcpy(nan[r], nan[base], B * sizeof(int32));
+      std::memcpy(inf[r], inf[base], B * sizeof(int32));
+      std::memcpy(moments[r], moments[base], 4 * sizeof(float));
+      if (added > 0 && mrows > 0) {
+        moments[r][2] = std::min(moments[r][2], 0.0f);
+        moments[r][3] = std::max(moments[r][3], 0.0f);
+      }
+      if (moment_rows > 0) {
+        std::memcpy(codes[r], codes[base], kCodes * sizeof(int32));
+        codes[r][0] += static_cast<int32>(added * hrows);
+      }
+    }
   }
 
  private:
-  std::vector<float> caps_;  // per derived record: the activation's upper clip (+inf for relu)
+  std::vector<float> caps_;  // per activation record: its upper clip (+inf for relu)
+  std::vector<int> pads_;    // per zero-padding record: positions the padding adds per sample
+  std::vector<int> pad_of_;  // per zero-padding record: the record it pads (0: x, k: activation k)
 };
 
 }  // namespace
@@ -461,7 +530,9 @@ REGISTER_OP("PtytuiLayerHealth")
     .Input("x: float")
     .Input("moment_rows: int32")
     .Input("hist_rows: int32")
-    .Attr("activations: list({'relu', 'relu6'}) = []")
+    .Attr("activations: list({'relu', 'relu6', 'pad'}) = []")
+    .Attr("pad_positions: list(int) = []")
+    .Attr("pad_of: list(int) = []")
     .Attr("N: int >= 1 = 1")
     .Output("head: N * int32")
     .Output("per_sample: N * int32")
