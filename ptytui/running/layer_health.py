@@ -436,6 +436,7 @@ class HealthAccumulator:
         self.mean, self.m2 = np.zeros(n), np.zeros(n)
         self.low, self.high = np.full(n, math.inf), np.full(n, -math.inf)
         self.hist = np.zeros((n, RAW_BINS), np.int64)
+        self._symlog: np.ndarray | None = None  # symlog_hist(self.hist), until the next moment batch
         self.per_channel: np.ndarray | None = None
         self.channels = np.zeros(n, np.int64)
         self.zero_ids: dict[int, list[np.ndarray]] = {}
@@ -483,6 +484,7 @@ class HealthAccumulator:
         self.finite += finite
         self.low, self.high = np.minimum(self.low, low), np.maximum(self.high, high)
         self.hist += batch.hist
+        self._symlog = None
         rows = np.minimum(self.hist_rows, batch.lead)
         zeros_there = rows * batch.size - batch.first_rows_sum(batch.per_sample, self.hist_rows)
         self.underflow += batch.hist[:, SUBNORMAL_CODES].sum(axis=1) - zeros_there
@@ -490,7 +492,10 @@ class HealthAccumulator:
         self.moment_batches += 0 if same_batch else 1
 
     def records(self) -> dict[str, LayerHealth]:
-        hists = symlog_hist(self.hist)
+        if self._symlog is None:
+            self._symlog = symlog_hist(self.hist)
+            self._symlog.setflags(write=False)  # shared by the records until the next moment batch
+        hists = self._symlog
         offsets = np.concatenate([[0], np.cumsum(self.channels)])
         out: dict[str, LayerHealth] = {}
         for p, key in enumerate(self.keys):

@@ -323,10 +323,21 @@ inline void count_nonfinite(const float* row, int64_t n, int32* nan, int32* inf)
   }
 }
 
+// Raw codes counted into kLanes interleaved histograms (summed when shards merge): activations
+// repeat a few codes (zeros above all), and one histogram would make each increment wait for the
+// previous one to the same bin.
+constexpr int kLanes = 4;
 inline void add_hist(const float* row, int64_t n, Acc& acc) {
-  if (acc.hist.empty()) acc.hist.assign(kCodes, 0);
+  if (acc.hist.empty()) acc.hist.assign(kLanes * kCodes, 0);
   int32* h = acc.hist.data();
-  for (int64_t i = 0; i < n; ++i) ++h[bits_of(row[i]) >> 22];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    ++h[bits_of(row[i]) >> 22];
+    ++h[kCodes + (bits_of(row[i + 1]) >> 22)];
+    ++h[2 * kCodes + (bits_of(row[i + 2]) >> 22)];
+    ++h[3 * kCodes + (bits_of(row[i + 3]) >> 22)];
+  }
+  for (; i < n; ++i) ++h[bits_of(row[i]) >> 22];
 }
 
 // The raw-code histogram of f(x) = x > 0 ? min(x, cap) : 0 from x's, exactly, for x without NaN,
@@ -481,7 +492,8 @@ class LayerHealthOp : public OpKernel {
         total[r].low = std::min(total[r].low, acc.low);
         total[r].high = std::max(total[r].high, acc.high);
         if (!acc.hist.empty())
-          for (int i = 0; i < kCodes; ++i) codes[r][i] += acc.hist[i];
+          for (int lane = 0; lane < kLanes; ++lane)
+            for (int i = 0; i < kCodes; ++i) codes[r][i] += acc.hist[lane * kCodes + i];
       }
     };
     auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
