@@ -46,3 +46,24 @@ def test_compare_reports_the_merge_in_the_models_terms_and_is_not_cached(workspa
     assert entry.status == "failed" and "returned 1 output for 64 inputs" in entry.note
     assert save_comparison(comparison, tmp_path) == []
     assert load_cached_comparison(tmp_path, workspace_hash=comparison.workspace_hash, decision=None) is None
+
+
+def test_diagnose_at_batch_16_names_the_all_zero_samples(workspace, loaded):
+    """Issue 14's check on the real bundle: streamed at batch 16 with absolute offsets, the live
+    layer health finds the test samples that come back entirely zero and the diagnosis names them
+    by count and index where they die: 23 in the batch reassembly's padded canvas, 28 (5 more)
+    after trimming, the model's output."""
+    from ptytui.diagnosis.diagnose import diagnose_workspace
+
+    diagnosis = diagnose_workspace(workspace("absolute"), trust=True,
+                                   session=session_sharing(workspace("absolute"), loaded, batch_size=16))
+    assert diagnosis.runs[0].batch_size == 16
+    collapse = {f.layer: f for f in diagnosis.findings if f.id == "sample-collapse"}
+    assert list(collapse) == ["padded_obj_2", "trimmed_obj"], [f.id for f in diagnosis.findings]
+    assert collapse["padded_obj_2"].summary.startswith(
+        "bundle_gs1 on test: 23 of 96 samples are all zero after padded_obj_2 (indices 1, 5, 9, 16, ")
+    output = collapse["trimmed_obj"]
+    assert output.summary.startswith(
+        "bundle_gs1 on test: 28 of 96 samples are all zero after trimmed_obj (indices 1, 5, 9, 11, ")
+    assert output.summary.endswith("; 5 of them first here")
+    assert output.evidence["samples"] == 28 and output.evidence["exact"] is True
