@@ -8,10 +8,11 @@ kernel in ``kernels/layer_health_op.cc`` computes the same numbers in one pass p
 and Inf counts included, so a batch with non-finite values needs no second, exact run.
 The counting runs 16 lanes at a time on the float bits (GCC vector extensions, whatever
 ``-march=native`` offers), and the op also derives the records of the TF ``Relu``/``Relu6`` ops
-applied to its input from the same pass (``layer_health.derived_sources``): a ReLU's output is
-an exact function of a finite input, so MobileNetV2's 35 ReLU6 and DenseNet121's 121 ReLU
-outputs are never read. Where that input has NaN, Inf or a positive subnormal (TensorFlow's CPU
-threads flush those) the derived records are discarded and the batch is read exactly.
+applied to its input, and of zero paddings of either, from the same pass
+(``layer_health.derived_sources``): those outputs are exact functions of a finite input, so
+MobileNetV2's 35 ReLU6 and 4 padding outputs and DenseNet121's 121 ReLU outputs are never read.
+Where the input to a ReLU has NaN, Inf or a positive subnormal (TensorFlow's CPU threads flush
+those) its derived records are discarded and the batch is read exactly.
 
 Used on the CPU only (no GPU is visible; on a GPU the stock ops are fast and the kernel would pull
 every activation to the host). Its numbers equal the stock path's: counts and histograms

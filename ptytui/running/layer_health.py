@@ -20,8 +20,8 @@ float32) is viewed as (B samples, S positions, C channels) and gives:
 
 With ptytui's kernel (``running.health_kernel``, the CPU) each part is one op that also counts
 NaN and Inf exactly, and the graph walk reduces the parts after the walk so that a part that is
-a TF ``Relu``/``Relu6`` of another part gets its record from the same pass over that input
-(``derived_sources``); a batch where the input has a value that derivation cannot vouch for
+a TF ``Relu``/``Relu6`` of another part, or a zero padding of either, gets its record from the
+same pass over that input (``derived_sources``); a batch where the input has a value that derivation cannot vouch for
 (NaN, Inf, a positive subnormal) comes back with a NaN sum and is run again through the exact
 path, which reads every output.
 
@@ -98,7 +98,9 @@ def reduce_part(tf, t, moment_rows, hist_rows_static: int, exact: bool) -> dict[
         t = tf.reshape(t, [1])
     native = health_kernel.kernel()
     if native is not None:
-        return _native_part(tf, native, t, moment_rows, hist_rows_static)
+        # NaN and Inf counted exactly on every batch, and the sum (floats[0]) is over the finite
+        # values of the moment rows only: finite, so run_batch never reruns the batch
+        return native_parts(native, t, moment_rows, hist_rows_static)[0]
     shape = tf.shape(t)
     lead = shape[0]
     channels = shape[-1] if t.shape.rank >= 2 else tf.constant(1, tf.int32)
@@ -128,13 +130,6 @@ def reduce_part(tf, t, moment_rows, hist_rows_static: int, exact: bool) -> dict[
     return out
 
 
-def _native_part(tf, native, t, moment_rows, hist_rows_static: int) -> dict[str, Any]:
-    """``reduce_part``'s numbers from the kernel: NaN and Inf counted exactly on every batch,
-    and the sum (``floats[0]``) is over the finite values of the moment rows only, so it is
-    finite and ``run_batch`` never reruns a batch through the exact path."""
-    return native_parts(native, t, moment_rows, hist_rows_static, ())[0]
-
-
 RECORD_KEYS = ("head", "per_sample", "per_channel", "nan", "inf", "floats", "hist")
 DERIVABLE = {"Relu": "relu", "Relu6": "relu6", "Pad": "pad"}  # TF ops whose records the kernel derives
 
@@ -156,6 +151,8 @@ def native_parts(native, t, moment_rows, hist_rows_static: int, derived=(), pad_
     is NaN on a batch where ``t`` has a value it cannot vouch for (NaN, Inf, a positive
     subnormal), which sends ``run_batch`` to the exact path, where every output is read itself."""
     derived = list(derived)
+    if t.shape.rank == 0:
+        t = _tf().reshape(t, [1])
     outputs = native.ptytui_layer_health(t, moment_rows, hist_rows_static,
                                          activations=[d.kind for d in derived],
                                          pad_positions=[d.pad_positions for d in derived],
@@ -342,12 +339,7 @@ def _deriver(moment_rows, exact: bool):
     if native is None or exact:
         return None
 
-    def derive(t, rows: int, derived: list[Derived], pad_of: list[int]) -> list[dict]:
-        if t.shape.rank == 0:
-            t = _tf().reshape(t, [1])
-        return native_parts(native, t, moment_rows, rows, derived, pad_of)
-
-    return derive
+    return lambda t, rows, derived, pad_of: native_parts(native, t, moment_rows, rows, derived, pad_of)
 
 
 # ---- host side: unpack and accumulate (vector operations over all parts at once) -----------

@@ -107,6 +107,35 @@ struct Scan {
   bool nonfinite() const { return top >= kNonfiniteShifted; }
 };
 
+// One counting step, 16 lanes: nonzero counts, positive counts (Derive) and the lane-wise flags.
+template <bool Derive>
+inline void count16(u32x16 b, uint32_t zmin, i32x16& nonzero, i32x16& positive, u32x16& top,
+                    u32x16& sub) {
+  const u32x16 t = b << 1;
+  nonzero -= (i32x16)(t >= zmin);
+  top = top > t ? top : t;
+  if (Derive) {
+    positive -= (i32x16)((i32x16)b > 0);
+    sub |= (u32x16)((b - 1) < kMantissa);
+  }
+}
+
+// The same for one element (the tails past the last whole vector).
+template <bool Derive>
+inline void count1(uint32_t b, uint32_t zmin, int32* nonzero, int32* positive, Scan* scan) {
+  *nonzero += (b << 1) >= zmin;
+  scan->top = std::max(scan->top, b << 1);
+  if (Derive) {
+    *positive += static_cast<int32_t>(b) > 0;
+    scan->subnormal |= (b - 1) < kMantissa;
+  }
+}
+
+inline void merge_flags(u32x16 top, u32x16 sub, Scan* scan) {
+  scan->top = std::max(scan->top, lanes_max(top));
+  scan->subnormal |= lanes_max(sub);
+}
+
 // Nonzero (and, with Derive, positive) counts of the 16 * V channels [c0, c0 + 16 V) of one
 // sample over its S positions; V is a compile-time count so the counters stay in registers.
 template <int V, bool Derive>
@@ -117,56 +146,27 @@ inline void count_channels(const float* row, int64_t S, int64_t C, int64_t c0, u
   u32x16 top = {}, sub = {};
   for (int64_t s = 0; s < S; ++s) {
     const float* p = row + s * C + c0;
-    for (int v = 0; v < V; ++v) {
-      const u32x16 b = load16(p + 16 * v);
-      const u32x16 t = b << 1;
-      acc[v] -= (i32x16)(t >= zmin);
-      top = top > t ? top : t;
-      if (Derive) {
-        pos[v] -= (i32x16)((i32x16)b > 0);
-        sub |= (u32x16)((b - 1) < kMantissa);
-      }
-    }
+    for (int v = 0; v < V; ++v) count16<Derive>(load16(p + 16 * v), zmin, acc[v], pos[v], top, sub);
   }
   for (int v = 0; v < V; ++v) {
     std::memcpy(nonzero + c0 + 16 * v, &acc[v], sizeof acc[v]);
     if (Derive) std::memcpy(positive + c0 + 16 * v, &pos[v], sizeof pos[v]);
   }
-  scan->top = std::max(scan->top, lanes_max(top));
-  if (Derive) scan->subnormal |= lanes_max(sub);
+  merge_flags(top, sub, scan);
 }
 
-// The same for n contiguous elements counted together (one channel); returns the nonzero count.
+// The same for n contiguous elements counted together (one channel) into nonzero[0], positive[0].
 template <bool Derive>
-inline int32 count_flat(const float* row, int64_t n, uint32_t zmin, int32* positive, Scan* scan) {
+inline void count_flat(const float* row, int64_t n, uint32_t zmin, int32* nonzero, int32* positive,
+                       Scan* scan) {
   i32x16 acc = {}, pos = {};
   u32x16 top = {}, sub = {};
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const u32x16 b = load16(row + i);
-    const u32x16 t = b << 1;
-    acc -= (i32x16)(t >= zmin);
-    top = top > t ? top : t;
-    if (Derive) {
-      pos -= (i32x16)((i32x16)b > 0);
-      sub |= (u32x16)((b - 1) < kMantissa);
-    }
-  }
-  int32 total = lanes_sum(acc), plus = lanes_sum(pos);
-  uint32_t m = lanes_max(top), subnormal = lanes_max(sub);
-  for (; i < n; ++i) {
-    const uint32_t b = bits_of(row[i]);
-    total += (b << 1) >= zmin;
-    m = std::max(m, b << 1);
-    plus += static_cast<int32_t>(b) > 0;
-    subnormal |= (b - 1) < kMantissa;
-  }
-  scan->top = std::max(scan->top, m);
-  if (Derive) {
-    *positive = plus;
-    scan->subnormal |= subnormal;
-  }
-  return total;
+  for (; i + 16 <= n; i += 16) count16<Derive>(load16(row + i), zmin, acc, pos, top, sub);
+  nonzero[0] = lanes_sum(acc);
+  if (Derive) positive[0] = lanes_sum(pos);
+  merge_flags(top, sub, scan);
+  for (; i < n; ++i) count1<Derive>(bits_of(row[i]), zmin, nonzero, positive, scan);
 }
 
 // Counts of a sample with 1 < C < 16 channels: chunks of C vectors (16 C elements, a whole number
@@ -180,18 +180,8 @@ inline void count_periodic(const float* row, int64_t n, int64_t C, uint32_t zmin
   u32x16 top = {}, sub = {};
   const int64_t chunk = 16 * C;
   int64_t i = 0;
-  for (; i + chunk <= n; i += chunk) {
-    for (int64_t v = 0; v < C; ++v) {
-      const u32x16 b = load16(row + i + 16 * v);
-      const u32x16 t = b << 1;
-      acc[v] -= (i32x16)(t >= zmin);
-      top = top > t ? top : t;
-      if (Derive) {
-        pos[v] -= (i32x16)((i32x16)b > 0);
-        sub |= (u32x16)((b - 1) < kMantissa);
-      }
-    }
-  }
+  for (; i + chunk <= n; i += chunk)
+    for (int64_t v = 0; v < C; ++v) count16<Derive>(load16(row + i + 16 * v), zmin, acc[v], pos[v], top, sub);
   std::fill(nonzero, nonzero + C, 0);
   if (Derive) std::fill(positive, positive + C, 0);
   for (int64_t v = 0; v < C; ++v)
@@ -199,18 +189,9 @@ inline void count_periodic(const float* row, int64_t n, int64_t C, uint32_t zmin
       nonzero[(16 * v + j) % C] += acc[v][j];
       if (Derive) positive[(16 * v + j) % C] += pos[v][j];
     }
-  uint32_t m = lanes_max(top), subnormal = lanes_max(sub);
-  for (; i < n; ++i) {
-    const uint32_t b = bits_of(row[i]);
-    nonzero[i % C] += (b << 1) >= zmin;
-    m = std::max(m, b << 1);
-    if (Derive) {
-      positive[i % C] += static_cast<int32_t>(b) > 0;
-      subnormal |= (b - 1) < kMantissa;
-    }
-  }
-  scan->top = std::max(scan->top, m);
-  if (Derive) scan->subnormal |= subnormal;
+  merge_flags(top, sub, scan);
+  for (; i < n; ++i)
+    count1<Derive>(bits_of(row[i]), zmin, nonzero + i % C, Derive ? positive + i % C : nullptr, scan);
 }
 
 // One record's accumulators within a shard.
@@ -226,7 +207,7 @@ template <bool Derive>
 inline void count_sample(const float* row, int64_t S, int64_t C, uint32_t zmin, int32* nonzero,
                          int32* positive, Scan* scan) {
   if (C == 1) {
-    nonzero[0] = count_flat<Derive>(row, S, zmin, positive, scan);
+    count_flat<Derive>(row, S, zmin, nonzero, positive, scan);
   } else if (C < 16) {
     count_periodic<Derive>(row, S * C, C, zmin, nonzero, positive, scan);
   } else {
@@ -239,6 +220,17 @@ inline void count_sample(const float* row, int64_t S, int64_t C, uint32_t zmin, 
     if (c0 < C) count_channels<1, Derive>(row, S, C, C - 16, zmin, nonzero, positive, scan);
   }
 }
+
+// One value into one record's running float sum, sum of squares, min and max.
+inline void take(float v, float& sum, float& squares, float& low, float& high) {
+  sum += v;
+  squares += v * v;
+  low = std::min(low, v);
+  high = std::max(high, v);
+}
+
+// What relu (cap +inf) and relu6 (cap 6) make of a finite, non-subnormal value.
+inline float clip(float v, float cap) { return v > 0.0f ? std::min(v, cap) : 0.0f; }
 
 // Sum, sum of squares, min and max of one finite sample into accs[0] and, in the same pass, of
 // f_k(x) = x > 0 ? min(x, cap_k) : 0 into accs[1 + k] for the D derived records (D <= 2): float
@@ -256,45 +248,20 @@ inline void moments_finite(const float* row, int64_t n, const float* caps, Acc* 
 #pragma omp simd reduction(+ : s0, q0, s1, q1, s2, q2) reduction(min : l0, l1, l2) reduction(max : h0, h1, h2)
     for (int64_t i = start; i < end; ++i) {
       const float v = row[i];
-      s0 += v;
-      q0 += v * v;
-      l0 = std::min(l0, v);
-      h0 = std::max(h0, v);
-      if constexpr (D > 0) {
-        const float u = v > 0.0f ? std::min(v, cap1) : 0.0f;
-        s1 += u;
-        q1 += u * u;
-        l1 = std::min(l1, u);
-        h1 = std::max(h1, u);
-      }
-      if constexpr (D > 1) {
-        const float w = v > 0.0f ? std::min(v, cap2) : 0.0f;
-        s2 += w;
-        q2 += w * w;
-        l2 = std::min(l2, w);
-        h2 = std::max(h2, w);
-      }
+      take(v, s0, q0, l0, h0);
+      if constexpr (D > 0) take(clip(v, cap1), s1, q1, l1, h1);
+      if constexpr (D > 1) take(clip(v, cap2), s2, q2, l2, h2);
     }
-    accs[0].sum += s0;
-    accs[0].squares += q0;
-    if constexpr (D > 0) {
-      accs[1].sum += s1;
-      accs[1].squares += q1;
-    }
-    if constexpr (D > 1) {
-      accs[2].sum += s2;
-      accs[2].squares += q2;
+    const float sums[3] = {s0, s1, s2}, squares[3] = {q0, q1, q2};
+    for (int r = 0; r <= D; ++r) {
+      accs[r].sum += sums[r];
+      accs[r].squares += squares[r];
     }
   }
-  accs[0].low = l0;
-  accs[0].high = h0;
-  if constexpr (D > 0) {
-    accs[1].low = l1;
-    accs[1].high = h1;
-  }
-  if constexpr (D > 1) {
-    accs[2].low = l2;
-    accs[2].high = h2;
+  const float lows[3] = {l0, l1, l2}, highs[3] = {h0, h1, h2};
+  for (int r = 0; r <= D; ++r) {
+    accs[r].low = lows[r];
+    accs[r].high = highs[r];
   }
 }
 
